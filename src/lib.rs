@@ -1,0 +1,6 @@
+//! kfac-check: an exact float64 reference for ENGD and KFAC on Poisson PINNs.
+pub mod forward_laplacian;
+pub mod mlp;
+pub mod pinn;
+pub mod problem;
+pub mod torch_rng;

@@ -1,0 +1,92 @@
+//! The physics-informed least-squares problem (REFERENCE §1): residuals,
+//! the two losses and the L2 error of a network on fixed point sets.
+
+use crate::forward_laplacian::{forward, Output, Trace};
+use crate::mlp::Mlp;
+use crate::problem::{Data, Equation, Points};
+
+/// A network architecture, an equation and its point sets, with the targets
+/// `f(x_n)` (interior), `u*(x_n)` (boundary, evaluation) precomputed.
+#[derive(Clone, Debug)]
+pub struct Pinn {
+    pub mlp: Mlp,
+    pub equation: Equation,
+    pub data: Data,
+    pub source_interior: Vec<f64>,
+    pub solution_boundary: Vec<f64>,
+    pub solution_eval: Vec<f64>,
+}
+
+/// `L_Ω = ½ mean r_Ω²` and `L_∂ = ½ mean r_∂²`.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Losses {
+    pub interior: f64,
+    pub boundary: f64,
+}
+
+impl Losses {
+    /// `Loss = L_Ω + L_∂`, added in float64.
+    pub fn total(&self) -> f64 {
+        self.interior + self.boundary
+    }
+}
+
+/// `½ · mean r²`.
+pub fn half_mean_square(residual: &[f64]) -> f64 {
+    0.5 * residual.iter().map(|r| r * r).sum::<f64>() / residual.len() as f64
+}
+
+impl Pinn {
+    pub fn new(mlp: Mlp, equation: Equation, data: Data) -> Self {
+        let targets = |p: &Points, f: &dyn Fn(&[f64]) -> f64| p.iter().map(f).collect::<Vec<_>>();
+        Self {
+            source_interior: targets(&data.interior, &|x| equation.source(x)),
+            solution_boundary: targets(&data.boundary, &|x| equation.solution(x)),
+            solution_eval: targets(&data.eval, &|x| equation.solution(x)),
+            mlp,
+            equation,
+            data,
+        }
+    }
+
+    /// Interior residuals `r_n = Δu_θ(x_n) + f(x_n)`, from a forward pass
+    /// (traced when `trace` is given).
+    pub fn interior_residuals(&self, theta: &[f64], trace: Option<&mut Trace>) -> Vec<f64> {
+        let Output { laplacian, .. } = forward(&self.mlp, theta, &self.data.interior, true, trace);
+        let laplacian = laplacian.expect("forward with Laplacian");
+        laplacian
+            .iter()
+            .zip(&self.source_interior)
+            .map(|(lap, f)| lap + f)
+            .collect()
+    }
+
+    /// Boundary residuals `r_n = u_θ(x_n) − u*(x_n)`.
+    pub fn boundary_residuals(&self, theta: &[f64], trace: Option<&mut Trace>) -> Vec<f64> {
+        let out = forward(&self.mlp, theta, &self.data.boundary, false, trace);
+        out.value
+            .iter()
+            .zip(&self.solution_boundary)
+            .map(|(u, g)| u - g)
+            .collect()
+    }
+
+    pub fn losses(&self, theta: &[f64]) -> Losses {
+        Losses {
+            interior: half_mean_square(&self.interior_residuals(theta, None)),
+            boundary: half_mean_square(&self.boundary_residuals(theta, None)),
+        }
+    }
+
+    /// `sqrt(mean over X_eval of (u_θ − u*)²)`.
+    pub fn l2_error(&self, theta: &[f64]) -> f64 {
+        let out = forward(&self.mlp, theta, &self.data.eval, false, None);
+        let sum: f64 = out
+            .value
+            .iter()
+            .zip(&self.solution_eval)
+            .map(|(u, g)| (u - g) * (u - g))
+            .sum();
+        (sum / out.value.len() as f64).sqrt()
+    }
+}
