@@ -2,6 +2,9 @@
 //! the two losses and the L2 error of a network on fixed point sets.
 
 use crate::forward_laplacian::{forward, Output, Trace};
+use crate::jacobians::Linearization;
+use faer::linalg::matmul::matmul;
+use faer::{Accum, Mat, MatRef, Par};
 use crate::mlp::Mlp;
 use crate::problem::{Data, Equation, Points};
 
@@ -88,5 +91,60 @@ impl Pinn {
             .map(|(u, g)| (u - g) * (u - g))
             .sum();
         (sum / out.value.len() as f64).sqrt()
+    }
+}
+
+/// Everything both optimizers need at one `θ`: residuals, losses, per-point
+/// Jacobians (Gramian basis) and the gradient
+/// `∇_θ(L_Ω + L_∂) = J_Ωᵀ r_Ω / N_Ω + J_∂ᵀ r_∂ / N_∂`.
+#[derive(Clone, Debug)]
+pub struct LinearizedPinn {
+    pub interior: Linearization,
+    pub boundary: Linearization,
+    pub residual_interior: Vec<f64>,
+    pub residual_boundary: Vec<f64>,
+    pub jacobian_interior: Mat<f64>,
+    pub jacobian_boundary: Mat<f64>,
+    pub losses: Losses,
+    pub gradient: Vec<f64>,
+}
+
+/// `Jᵀ r / N`.
+fn mean_weighted_rows(jacobian: &Mat<f64>, residual: &[f64]) -> Vec<f64> {
+    let n = residual.len() as f64;
+    let r = MatRef::from_column_major_slice(residual, residual.len(), 1);
+    let mut out = Mat::<f64>::zeros(jacobian.ncols(), 1);
+    matmul(out.as_mut(), Accum::Replace, jacobian.transpose(), r, 1.0 / n, Par::Seq);
+    out.col(0).iter().copied().collect()
+}
+
+impl Pinn {
+    pub fn linearize(&self, theta: &[f64]) -> LinearizedPinn {
+        let interior = Linearization::new(&self.mlp, theta, &self.data.interior, true);
+        let boundary = Linearization::new(&self.mlp, theta, &self.data.boundary, false);
+        let residual_interior: Vec<f64> =
+            interior.output.iter().zip(&self.source_interior).map(|(lap, f)| lap + f).collect();
+        let residual_boundary: Vec<f64> =
+            boundary.output.iter().zip(&self.solution_boundary).map(|(u, g)| u - g).collect();
+        let jacobian_interior = interior.jacobian();
+        let jacobian_boundary = boundary.jacobian();
+        let gradient = mean_weighted_rows(&jacobian_interior, &residual_interior)
+            .iter()
+            .zip(mean_weighted_rows(&jacobian_boundary, &residual_boundary))
+            .map(|(a, b)| a + b)
+            .collect();
+        LinearizedPinn {
+            losses: Losses {
+                interior: half_mean_square(&residual_interior),
+                boundary: half_mean_square(&residual_boundary),
+            },
+            interior,
+            boundary,
+            residual_interior,
+            residual_boundary,
+            jacobian_interior,
+            jacobian_boundary,
+            gradient,
+        }
     }
 }

@@ -1,0 +1,199 @@
+//! Kronecker factors of KFAC-expand (REFERENCE §5) and the permutation between
+//! the Gramian basis and the KFAC basis.
+//!
+//! For a layer with augmented inputs `ã_{n,s}` and backpropagated output
+//! gradients `g_{n,s}` (rows `s` of point `n`; one row on the boundary, `d+2`
+//! in the interior): `A = (1/(N·S)) Σ ã ãᵀ`, `B = Σ g gᵀ`, and
+//! `B ⊗ A ≈ G_layer` in the KFAC basis.
+
+use crate::jacobians::Linearization;
+use crate::mlp::{LayerShape, Mlp};
+use faer::linalg::matmul::matmul;
+use faer::{Accum, Mat, MatRef, Par};
+
+/// The backpropagated error `e_n` (`--KFAC_ggn_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GgnType {
+    /// `e_n = 1/√N`.
+    #[serde(rename = "type-2")]
+    Type2,
+    /// `e_n = r_n/√N`, held constant.
+    Empirical,
+    /// No backpropagation: `B = I`.
+    ForwardOnly,
+}
+
+impl GgnType {
+    pub const NAMES: [&'static str; 3] = ["type-2", "empirical", "forward-only"];
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "type-2" => Some(Self::Type2),
+            "empirical" => Some(Self::Empirical),
+            "forward-only" => Some(Self::ForwardOnly),
+            _ => None,
+        }
+    }
+}
+
+/// `--KFAC_error_scale`: whether `e_n` carries the `1/√N` of the documented fix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorScale {
+    InvSqrtN,
+    One,
+}
+
+impl ErrorScale {
+    pub const NAMES: [&'static str; 2] = ["inv_sqrt_n", "one"];
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "inv_sqrt_n" => Some(Self::InvSqrtN),
+            "one" => Some(Self::One),
+            _ => None,
+        }
+    }
+}
+
+/// `--KFAC_interior_B_rows`: which rows of the first layer enter `B_Ω`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InteriorBRows {
+    /// The log's code: it backpropagated to the network input, so the first
+    /// layer's constant rows (`W e_i`, `W·0`) got no gradient and only its
+    /// value rows enter `B_Ω`.
+    InputDependent,
+    /// Every row, as the mathematics asks.
+    All,
+}
+
+impl InteriorBRows {
+    pub const NAMES: [&'static str; 2] = ["input_dependent", "all"];
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "input_dependent" => Some(Self::InputDependent),
+            "all" => Some(Self::All),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KfacSettings {
+    pub ggn_type: GgnType,
+    pub error_scale: ErrorScale,
+    pub interior_b_rows: InteriorBRows,
+}
+
+impl Default for KfacSettings {
+    fn default() -> Self {
+        Self {
+            ggn_type: GgnType::Type2,
+            error_scale: ErrorScale::InvSqrtN,
+            interior_b_rows: InteriorBRows::InputDependent,
+        }
+    }
+}
+
+/// The factors `A` (`(d_in+1)²`) and `B` (`d_out²`) of one layer and one term.
+#[derive(Clone, Debug)]
+pub struct KroneckerFactors {
+    pub a: Mat<f64>,
+    pub b: Mat<f64>,
+}
+
+/// `scale · XᵀX` by one matrix product.
+fn scaled_gram(x: MatRef<'_, f64>, scale: f64) -> Mat<f64> {
+    let mut out = Mat::<f64>::zeros(x.ncols(), x.ncols());
+    matmul(out.as_mut(), Accum::Replace, x.transpose(), x, scale, Par::Seq);
+    out
+}
+
+/// The Kronecker factors of every layer for one term (interior when the
+/// linearisation carries Laplacian rows, boundary otherwise), with residuals
+/// `r_n` for the empirical error.
+pub fn kronecker_factors(
+    lin: &Linearization,
+    residual: &[f64],
+    settings: &KfacSettings,
+) -> Vec<KroneckerFactors> {
+    let n = lin.n_points;
+    let rows = lin.rows_per_point;
+    let error_sq: Vec<f64> = (0..n)
+        .map(|p| {
+            let unscaled = match settings.ggn_type {
+                GgnType::Empirical => residual[p] * residual[p],
+                _ => 1.0,
+            };
+            match settings.error_scale {
+                ErrorScale::InvSqrtN => unscaled / n as f64,
+                ErrorScale::One => unscaled,
+            }
+        })
+        .collect();
+    lin.layers
+        .iter()
+        .enumerate()
+        .map(|(l, shape)| {
+            let cols = shape.d_in + 1;
+            let augmented = Mat::from_fn(n * rows, cols, |r, j| lin.augmented_input(l, r, j));
+            let a = scaled_gram(augmented.as_ref(), 1.0 / (n * rows) as f64);
+
+            let b = if settings.ggn_type == GgnType::ForwardOnly {
+                Mat::identity(shape.d_out, shape.d_out)
+            } else {
+                let value_rows_only = rows > 1
+                    && l == 0
+                    && settings.interior_b_rows == InteriorBRows::InputDependent;
+                let kept: Vec<usize> = (0..n * rows)
+                    .filter(|r| !value_rows_only || r % rows == 0)
+                    .collect();
+                let g = &lin.output_grads[l];
+                let weighted = Mat::from_fn(kept.len(), shape.d_out, |k, i| {
+                    let r = kept[k];
+                    error_sq[r / rows].sqrt() * g[r * shape.d_out + i]
+                });
+                scaled_gram(weighted.as_ref(), 1.0)
+            };
+            KroneckerFactors { a, b }
+        })
+        .collect()
+}
+
+/// `B ⊗ A` as a dense matrix in the KFAC basis (row-major `vec([W | b])`).
+pub fn kron(b: MatRef<'_, f64>, a: MatRef<'_, f64>) -> Mat<f64> {
+    let (p, q) = (b.nrows(), a.nrows());
+    Mat::from_fn(p * q, p * q, |r, c| b[(r / q, c / q)] * a[(r % q, c % q)])
+}
+
+/// A layer's matrix in the Gramian basis, re-indexed into the KFAC basis.
+pub fn gramian_to_kfac_basis(layer: &LayerShape, m: MatRef<'_, f64>) -> Mat<f64> {
+    let perm = Mlp::kfac_to_gramian(layer);
+    Mat::from_fn(perm.len(), perm.len(), |r, c| m[(perm[r], perm[c])])
+}
+
+/// A layer's matrix in the KFAC basis, re-indexed into the Gramian basis.
+pub fn kfac_to_gramian_basis(layer: &LayerShape, m: MatRef<'_, f64>) -> Mat<f64> {
+    let perm = Mlp::kfac_to_gramian(layer);
+    let mut out = Mat::<f64>::zeros(perm.len(), perm.len());
+    for r in 0..perm.len() {
+        for c in 0..perm.len() {
+            out[(perm[r], perm[c])] = m[(r, c)];
+        }
+    }
+    out
+}
+
+/// A layer's vector in the Gramian basis, re-indexed into the KFAC basis.
+pub fn vector_to_kfac_basis(layer: &LayerShape, v: &[f64]) -> Vec<f64> {
+    Mlp::kfac_to_gramian(layer).iter().map(|&g| v[g]).collect()
+}
+
+/// A layer's vector in the KFAC basis, re-indexed into the Gramian basis.
+pub fn vector_to_gramian_basis(layer: &LayerShape, v: &[f64]) -> Vec<f64> {
+    let mut out = vec![0.0; v.len()];
+    for (k, &g) in Mlp::kfac_to_gramian(layer).iter().enumerate() {
+        out[g] = v[k];
+    }
+    out
+}
