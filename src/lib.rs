@@ -1,9 +1,19 @@
 //! kfac-check: an exact float64 reference for ENGD and KFAC on Poisson PINNs.
+pub mod cli;
+pub mod engd;
 pub mod forward_laplacian;
 pub mod gramian;
 pub mod jacobians;
+pub mod kfac;
 pub mod kronecker;
+pub mod kronecker_inverse;
+pub mod least_squares;
+pub mod line_search;
+pub mod log_line;
 pub mod mlp;
+pub mod moving_average;
+pub mod optimizer;
 pub mod pinn;
 pub mod problem;
 pub mod torch_rng;
+pub mod train;

@@ -1,11 +1,42 @@
-use kfac_check::*;
-fn main() {
-    let mlp = mlp::Mlp::from_name(mlp::ModelName::Tanh64, 2);
-    for nb in [1, 120] {
-        let data = problem::Data::generate(0, 900, nb, 2);
-        let pinn = pinn::Pinn::new(mlp.clone(), problem::Equation::Poisson, data);
-        let theta = mlp.init_params(1);
-        let l = pinn.losses(&theta);
-        println!("{:?} {:?} {:.10} {:.10} l2={:?}", l.total(), l, l.interior, l.boundary, pinn.l2_error(&theta));
+//! The `kfac-check` binary: a thin layer over the library.
+use clap::{Parser, Subcommand};
+use kfac_check::cli::TrainArgs;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "kfac-check", version, about = "An exact float64 reference for ENGD and KFAC on Poisson PINNs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train like the original `python train.py`, printing the same log lines.
+    Train {
+        #[command(flatten)]
+        args: TrainArgs,
+    },
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Train { args } => {
+            let config = args.to_config()?;
+            let stdout = std::io::stdout();
+            kfac_check::train::train(&config, &mut stdout.lock(), &mut kfac_check::optimizer::NoObserver)?;
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
     }
 }

@@ -1,0 +1,113 @@
+//! Step sizes (REFERENCE §6): a fixed learning rate, or the grid line search
+//! over `α_k = 2^(log2min + k·(log2max − log2min)/(num_steps−1))`.
+
+use crate::pinn::Pinn;
+use rayon::prelude::*;
+
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Grid {
+    pub log2min: f64,
+    pub log2max: f64,
+    pub num_steps: usize,
+}
+
+impl Default for Grid {
+    fn default() -> Self {
+        Self {
+            log2min: -30.0,
+            log2max: 0.0,
+            num_steps: 31,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepSize {
+    Fixed(f64),
+    GridLineSearch(Grid),
+}
+
+impl Grid {
+    /// `torch.logspace(log2min, log2max, num_steps, base=2)` in float64: the
+    /// first half counts up from `log2min`, the second half down from `log2max`.
+    pub fn candidates(&self) -> Vec<f64> {
+        let n = self.num_steps;
+        if n == 1 {
+            return vec![2f64.powf(self.log2min)];
+        }
+        let step = (self.log2max - self.log2min) / (n - 1) as f64;
+        (0..n)
+            .map(|k| {
+                let exponent = if k < n / 2 {
+                    self.log2min + step * k as f64
+                } else {
+                    self.log2max - step * (n - k - 1) as f64
+                };
+                2f64.powf(exponent)
+            })
+            .collect()
+    }
+}
+
+/// What one step-size choice found.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct StepChoice {
+    pub step_size: f64,
+    /// The loss at `θ + α δ` (for a failed search, `f_0`). `None` for a fixed
+    /// step, whose loss is not evaluated.
+    pub loss: Option<f64>,
+    /// The grid's `(α_k, f_k)`, empty for a fixed step.
+    pub grid: Vec<(f64, f64)>,
+    /// The search found no `f_k ≤ f_0` and took no step.
+    pub no_decrease: bool,
+}
+
+pub const NO_DECREASE_WARNING: &str = "Line search could not find a decreasing value.";
+
+/// `θ + α δ`.
+pub fn moved(theta: &[f64], direction: &[f64], alpha: f64) -> Vec<f64> {
+    theta.iter().zip(direction).map(|(t, d)| t + alpha * d).collect()
+}
+
+/// Take the first `k` with the smallest `f_k = Loss(θ + α_k δ)`; if
+/// `f_0 < f_best` the step is 0. Non-finite `f_k` never win.
+pub fn choose_step(pinn: &Pinn, theta: &[f64], direction: &[f64], loss_before: f64, rule: &StepSize) -> StepChoice {
+    match rule {
+        StepSize::Fixed(lr) => StepChoice {
+            step_size: *lr,
+            loss: None,
+            grid: Vec::new(),
+            no_decrease: false,
+        },
+        StepSize::GridLineSearch(grid) => {
+            // Candidates are independent; evaluating them in parallel and reducing
+            // in grid order keeps the result identical for any thread count.
+            let grid: Vec<(f64, f64)> = grid
+                .candidates()
+                .into_par_iter()
+                .map(|alpha| (alpha, pinn.losses(&moved(theta, direction, alpha)).total()))
+                .collect();
+            let mut best: Option<(f64, f64)> = None;
+            for &(alpha, f) in &grid {
+                if f.is_finite() && best.is_none_or(|(_, fb)| f < fb) {
+                    best = Some((alpha, f));
+                }
+            }
+            match best {
+                Some((alpha, f)) if f <= loss_before => StepChoice {
+                    step_size: alpha,
+                    loss: Some(f),
+                    grid,
+                    no_decrease: false,
+                },
+                _ => StepChoice {
+                    step_size: 0.0,
+                    loss: Some(loss_before),
+                    grid,
+                    no_decrease: true,
+                },
+            }
+        }
+    }
+}
