@@ -1,7 +1,9 @@
 //! kfac-check: an exact float64 reference for ENGD and KFAC on Poisson PINNs.
 pub mod cli;
+pub mod debug_log;
 pub mod engd;
 pub mod forward_laplacian;
+pub mod golden;
 pub mod gramian;
 pub mod jacobians;
 pub mod kfac;
@@ -13,7 +15,9 @@ pub mod log_line;
 pub mod mlp;
 pub mod moving_average;
 pub mod optimizer;
+pub mod output_file;
 pub mod pinn;
 pub mod problem;
 pub mod torch_rng;
 pub mod train;
+pub mod trajectory;

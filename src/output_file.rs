@@ -1,0 +1,30 @@
+//! Every file kfac-check writes goes through here: written to a temporary
+//! file beside the target and renamed, so a failure never leaves a partial
+//! or corrupted file.
+
+use anyhow::{Context, Result};
+use std::io::Write;
+use std::path::Path;
+
+/// Fail early if `path` cannot be written (missing or read-only directory),
+/// before any expensive work.
+pub fn check_writable(path: &Path) -> Result<()> {
+    let dir = parent_dir(path);
+    tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut tmp = tempfile::NamedTempFile::new_in(parent_dir(path))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.write_all(bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.persist(path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
