@@ -39,7 +39,7 @@ pub fn golden_log(run: &DocumentedRun) -> Result<String> {
 
 /// The insta snapshot file for a golden log.
 pub fn snapshot_file(command: &str, log: &str) -> String {
-    format!("---\nsource: tests/golden.rs\nexpression: \"{}\"\n---\n{log}\n", command.replace('\\', "\\\\").replace('"', "\\\""))
+    format!("---\nsource: tests/golden.rs\ndescription: {command}\n---\n{log}\n")
 }
 
 fn snapshot_path(root: &Path, index: usize) -> PathBuf {

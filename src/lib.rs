@@ -1,6 +1,7 @@
 //! kfac-check: an exact float64 reference for ENGD and KFAC on Poisson PINNs.
 pub mod cli;
 pub mod debug_log;
+pub mod dump;
 pub mod engd;
 pub mod forward_laplacian;
 pub mod golden;
@@ -11,6 +12,7 @@ pub mod kronecker;
 pub mod kronecker_inverse;
 pub mod least_squares;
 pub mod line_search;
+pub mod lockstep;
 pub mod log_line;
 pub mod mlp;
 pub mod moving_average;

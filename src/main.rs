@@ -1,6 +1,10 @@
 //! The `kfac-check` binary: a thin layer over the library.
+use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 use kfac_check::cli::TrainArgs;
+use kfac_check::output_file::{check_writable, write_atomically};
+use kfac_check::{dump, golden, optimizer::NoObserver, train};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -17,23 +21,83 @@ enum Command {
         #[command(flatten)]
         args: TrainArgs,
     },
+    /// Write one step's internals (gradients, Gramians, Kronecker factors,
+    /// directions, step sizes) as JSON, after `--step` optimizer steps.
+    Dump {
+        /// The step to dump (0 = at initialisation).
+        #[arg(long)]
+        step: usize,
+        /// The JSON file to write (atomically).
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        args: TrainArgs,
+    },
+    /// Regenerate or check the golden logs under `snapshots/`.
+    Golden {
+        /// Rewrite every golden log from our output.
+        #[arg(long, conflicts_with = "check")]
+        regen: bool,
+        /// Report any golden log that differs from our output (exit 1).
+        #[arg(long)]
+        check: bool,
+        /// The repository root holding `fixtures/` and `snapshots/`.
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+    },
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Train { args } => {
             let config = args.to_config()?;
             let stdout = std::io::stdout();
-            kfac_check::train::train(&config, &mut stdout.lock(), &mut kfac_check::optimizer::NoObserver)?;
+            train::train(&config, &mut stdout.lock(), &mut NoObserver)?;
+        }
+        Command::Dump { step, out, args } => {
+            args.to_config()?;
+            check_writable(&out)?;
+            let dump = dump::dump_at(&args, step)?;
+            write_atomically(&out, &serde_json::to_vec(&dump)?)?;
+        }
+        Command::Golden { regen, check, root } => {
+            if regen {
+                for path in golden::regenerate(&root)? {
+                    println!("wrote {}", path.display());
+                }
+            } else if check {
+                let mut differ = 0;
+                for status in golden::statuses(&root)? {
+                    if status.matches() {
+                        println!("ok       {}", status.path.display());
+                    } else {
+                        differ += 1;
+                        println!("DIFFERS  {}", status.path.display());
+                        let stored = status.stored.as_deref().unwrap_or("");
+                        for (s, o) in stored.lines().zip(status.ours.lines()).filter(|(s, o)| s != o) {
+                            println!("  stored: {s}\n  ours:   {o}");
+                        }
+                        if status.stored.is_none() {
+                            println!("  (missing or unreadable)");
+                        }
+                    }
+                }
+                if differ > 0 {
+                    println!("{differ} golden log(s) differ; `kfac-check golden --regen` rewrites them");
+                    return Ok(ExitCode::from(1));
+                }
+            } else {
+                bail!("golden needs --regen or --check");
+            }
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)

@@ -39,11 +39,20 @@ pub struct StepOutcome {
     pub choice: StepChoice,
 }
 
-fn check_finite(step: usize, what: &str, values: &[f64]) -> Result<()> {
+pub fn check_finite(step: usize, what: &str, values: &[f64]) -> Result<()> {
     if let Some(i) = values.iter().position(|v| !v.is_finite()) {
         bail!("step {step}: non-finite {what} (entry {i} is {})", values[i]);
     }
     Ok(())
+}
+
+/// The linearisation at `θ`, stopping on a non-finite loss or gradient.
+pub fn linearize_checked(pinn: &Pinn, theta: &[f64], step: usize) -> Result<LinearizedPinn> {
+    let linearized = pinn.linearize(theta);
+    check_finite(step, "interior loss", &[linearized.losses.interior])?;
+    check_finite(step, "boundary loss", &[linearized.losses.boundary])?;
+    check_finite(step, "gradient", &linearized.gradient)?;
+    Ok(linearized)
 }
 
 /// One optimizer step: losses at `θ` before the update, then `θ ← θ + α δ`.
@@ -55,10 +64,7 @@ pub fn take_step(
     step: usize,
     observer: &mut dyn Observer,
 ) -> Result<StepOutcome> {
-    let linearized = pinn.linearize(theta);
-    check_finite(step, "interior loss", &[linearized.losses.interior])?;
-    check_finite(step, "boundary loss", &[linearized.losses.boundary])?;
-    check_finite(step, "gradient", &linearized.gradient)?;
+    let linearized = linearize_checked(pinn, theta, step)?;
     let direction = optimizer.direction(step, &linearized)?;
     check_finite(step, "direction", &direction)?;
     let choice = choose_step(
