@@ -11,7 +11,7 @@ use crate::line_search::{Grid, StepSize};
 use crate::mlp::ModelName;
 use crate::problem::Equation;
 use crate::train::{OptimizerConfig, ProblemConfig, TrainConfig};
-use anyhow::{anyhow, bail, Result};
+use anyhow::{Result, anyhow, bail};
 use clap::Args;
 
 /// The flags of the original `train.py`, with its defaults.
@@ -84,14 +84,23 @@ pub struct TrainArgs {
 
     #[arg(long = "grid_line_search_log2min", default_value_t = -30.0, allow_negative_numbers = true)]
     pub grid_line_search_log2min: f64,
-    #[arg(long = "grid_line_search_log2max", default_value_t = 0.0, allow_negative_numbers = true)]
+    #[arg(
+        long = "grid_line_search_log2max",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
     pub grid_line_search_log2max: f64,
     #[arg(long = "grid_line_search_num_steps", default_value_t = 31)]
     pub grid_line_search_num_steps: usize,
 }
 
 fn choice<T>(flag: &str, value: &str, parse: fn(&str) -> Option<T>, names: &[&str]) -> Result<T> {
-    parse(value).ok_or_else(|| anyhow!("invalid value `{value}` for --{flag}: expected one of {}", names.join(", ")))
+    parse(value).ok_or_else(|| {
+        anyhow!(
+            "invalid value `{value}` for --{flag}: expected one of {}",
+            names.join(", ")
+        )
+    })
 }
 
 fn positive_count(flag: &str, value: usize) -> Result<usize> {
@@ -121,7 +130,10 @@ impl TrainArgs {
             return Ok(StepSize::GridLineSearch(Grid {
                 log2min: self.grid_line_search_log2min,
                 log2max: self.grid_line_search_log2max,
-                num_steps: positive_count("grid_line_search_num_steps", self.grid_line_search_num_steps)?,
+                num_steps: positive_count(
+                    "grid_line_search_num_steps",
+                    self.grid_line_search_num_steps,
+                )?,
             }));
         }
         let lr: f64 = value
@@ -142,9 +154,15 @@ impl TrainArgs {
             data_seed: self.data_seed,
             model_seed: self.model_seed,
             model: choice("model", &self.model, ModelName::parse, &ModelName::NAMES)?,
-            equation: choice("equation", &self.equation, Equation::parse, &Equation::NAMES)?,
+            equation: choice(
+                "equation",
+                &self.equation,
+                Equation::parse,
+                &Equation::NAMES,
+            )?,
         };
-        if !self.grid_line_search_log2min.is_finite() || !self.grid_line_search_log2max.is_finite() {
+        if !self.grid_line_search_log2min.is_finite() || !self.grid_line_search_log2max.is_finite()
+        {
             bail!("--grid_line_search_log2min/--grid_line_search_log2max must be finite");
         }
         let optimizer_name = self
@@ -175,7 +193,12 @@ impl TrainArgs {
                     t_inv: positive_count("KFAC_T_inv", self.kfac_t_inv)?,
                     initialize_to_identity: self.kfac_initialize_to_identity,
                     settings: KfacSettings {
-                        ggn_type: choice("KFAC_ggn_type", &self.kfac_ggn_type, GgnType::parse, &GgnType::NAMES)?,
+                        ggn_type: choice(
+                            "KFAC_ggn_type",
+                            &self.kfac_ggn_type,
+                            GgnType::parse,
+                            &GgnType::NAMES,
+                        )?,
                         error_scale: choice(
                             "KFAC_error_scale",
                             &self.kfac_error_scale,

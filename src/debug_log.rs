@@ -5,7 +5,7 @@
 use crate::cli::TrainArgs;
 use crate::line_search::NO_DECREASE_WARNING;
 use crate::log_line::LogLine;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
 use std::path::Path;
 
@@ -85,7 +85,11 @@ fn train_command(fence: &Fence) -> Option<(usize, String, Vec<String>)> {
     let launcher_ok = start == 0 || tokens[start - 1].starts_with("python");
     launcher_ok.then(|| {
         let first = fence.lines.first().map_or(fence.first_line, |(n, _)| *n);
-        (first, joined.trim().to_string(), tokens[start + 1..].to_vec())
+        (
+            first,
+            joined.trim().to_string(),
+            tokens[start + 1..].to_vec(),
+        )
     })
 }
 
@@ -104,7 +108,10 @@ pub fn parse(text: &str, path: &str) -> Result<Vec<DocumentedRun>> {
             awaiting_output = true;
             continue;
         }
-        let has_step_line = fence.lines.iter().any(|(_, l)| l.trim_start().starts_with("Step:"));
+        let has_step_line = fence
+            .lines
+            .iter()
+            .any(|(_, l)| l.trim_start().starts_with("Step:"));
         if !(awaiting_output && has_step_line) {
             continue;
         }
@@ -114,10 +121,13 @@ pub fn parse(text: &str, path: &str) -> Result<Vec<DocumentedRun>> {
             if l.is_empty() || l == NO_DECREASE_WARNING {
                 continue;
             }
-            let parsed = LogLine::parse(l).with_context(|| format!("{path}:{number}: malformed output line"))?;
+            let parsed = LogLine::parse(l)
+                .with_context(|| format!("{path}:{number}: malformed output line"))?;
             lines.push((*number, parsed));
         }
-        runs.last_mut().expect("awaiting output implies a command").output = Some(lines);
+        runs.last_mut()
+            .expect("awaiting output implies a command")
+            .output = Some(lines);
         awaiting_output = false;
     }
     if runs.is_empty() {
@@ -127,7 +137,8 @@ pub fn parse(text: &str, path: &str) -> Result<Vec<DocumentedRun>> {
 }
 
 pub fn read(path: &Path) -> Result<Vec<DocumentedRun>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     parse(&text, &path.display().to_string())
 }
 
@@ -145,8 +156,8 @@ pub fn with_overrides(args: &[String], overrides: &[(&str, Option<&str>)]) -> Ve
         let name = a.split('=').next().unwrap_or(a).trim_start_matches("--");
         if overrides.iter().any(|(f, _)| *f == name) {
             // `--flag value` form: drop the value too.
-            skip_next = !a.contains('=')
-                && args.get(i + 1).is_some_and(|next| !next.starts_with("--"));
+            skip_next =
+                !a.contains('=') && args.get(i + 1).is_some_and(|next| !next.starts_with("--"));
             continue;
         }
         out.push(a.clone());

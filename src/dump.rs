@@ -77,7 +77,9 @@ pub struct Dump {
 }
 
 pub fn matrix(m: &Mat<f64>) -> Matrix {
-    (0..m.nrows()).map(|i| (0..m.ncols()).map(|j| m[(i, j)]).collect()).collect()
+    (0..m.nrows())
+        .map(|i| (0..m.ncols()).map(|j| m[(i, j)]).collect())
+        .collect()
 }
 
 /// A layer's slice of a Gramian-basis vector as `W` (row-major) and `b`.
@@ -91,7 +93,11 @@ pub fn weight_bias(layer: &LayerShape, v: &[f64]) -> WeightBias {
 
 impl Dump {
     /// The dump of one lockstep record.
-    pub fn from_record(record: &LockstepRecord, lockstep: &Lockstep, config: serde_json::Value) -> Self {
+    pub fn from_record(
+        record: &LockstepRecord,
+        lockstep: &Lockstep,
+        config: serde_json::Value,
+    ) -> Self {
         let lin = &record.linearized;
         let layers = lockstep.pinn.mlp.layers();
         let settings = &lockstep.kfac.config.settings;
@@ -157,5 +163,9 @@ pub fn dump_at(args: &TrainArgs, step: usize) -> Result<Dump> {
         lockstep.step()?;
     }
     let record = lockstep.step()?;
-    Ok(Dump::from_record(&record, &lockstep, serde_json::to_value(config)?))
+    Ok(Dump::from_record(
+        &record,
+        &lockstep,
+        serde_json::to_value(config)?,
+    ))
 }

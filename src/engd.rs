@@ -3,7 +3,7 @@
 //! gelsd cutoff (per block for `per_layer`, elementwise for `diagonal`, with
 //! `δ_p = 0` where `C_pp + λ = 0`).
 
-use crate::gramian::{diagonal, gramian, layer_blocks, Approximation};
+use crate::gramian::{Approximation, diagonal, gramian, layer_blocks};
 use crate::least_squares::solve;
 use crate::line_search::StepSize;
 use crate::mlp::{LayerShape, Mlp};
@@ -43,7 +43,11 @@ impl Engd {
             .map(|n| MovingAverage::new(n, config.ema_factor, config.initialize_to_identity))
             .collect();
         if config.approximation == Approximation::Diagonal {
-            let init = if config.initialize_to_identity { 1.0 } else { 0.0 };
+            let init = if config.initialize_to_identity {
+                1.0
+            } else {
+                0.0
+            };
             curvature.push(MovingAverage {
                 value: Mat::from_fn(mlp.n_params(), 1, |_, _| init),
                 factor: config.ema_factor,
@@ -58,7 +62,10 @@ impl Engd {
 
     /// This step's `G_Ω + G_∂`, block by block.
     pub fn fresh_curvature(&self, lin: &LinearizedPinn) -> Vec<Mat<f64>> {
-        let (ji, jb) = (lin.jacobian_interior.as_ref(), lin.jacobian_boundary.as_ref());
+        let (ji, jb) = (
+            lin.jacobian_interior.as_ref(),
+            lin.jacobian_boundary.as_ref(),
+        );
         match self.config.approximation {
             Approximation::Full => vec![gramian(ji) + gramian(jb)],
             Approximation::PerLayer => layer_blocks(ji, &self.layers)
@@ -90,14 +97,19 @@ impl Optimizer for Engd {
             Approximation::PerLayer => {
                 for (layer, average) in self.layers.iter().zip(&self.curvature) {
                     let r = layer.range();
-                    delta[r.clone()].copy_from_slice(&solve(average.damped(lambda).as_ref(), &g[r])?);
+                    delta[r.clone()]
+                        .copy_from_slice(&solve(average.damped(lambda).as_ref(), &g[r])?);
                 }
             }
             Approximation::Diagonal => {
                 let c = &self.curvature[0].value;
                 for (p, d) in delta.iter_mut().enumerate() {
                     let denominator = c[(p, 0)] + lambda;
-                    *d = if denominator == 0.0 { 0.0 } else { g[p] / denominator };
+                    *d = if denominator == 0.0 {
+                        0.0
+                    } else {
+                        g[p] / denominator
+                    };
                 }
             }
         }

@@ -130,7 +130,13 @@ pub fn forward(
     }
     // The last layer has one output: its rows are the Taylor rows of u.
     let value = activation.iter().step_by(rows).copied().collect();
-    let laplacian =
-        with_laplacian.then(|| activation.iter().skip(rows - 1).step_by(rows).copied().collect());
+    let laplacian = with_laplacian.then(|| {
+        activation
+            .iter()
+            .skip(rows - 1)
+            .step_by(rows)
+            .copied()
+            .collect()
+    });
     Output { value, laplacian }
 }

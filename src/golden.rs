@@ -43,7 +43,8 @@ pub fn snapshot_file(command: &str, log: &str) -> String {
 }
 
 fn snapshot_path(root: &Path, index: usize) -> PathBuf {
-    root.join(SNAPSHOT_DIR).join(format!("{}.snap", snapshot_name(index)))
+    root.join(SNAPSHOT_DIR)
+        .join(format!("{}.snap", snapshot_name(index)))
 }
 
 /// The stored log of a snapshot file (what follows the second `---`).
@@ -73,8 +74,11 @@ pub fn statuses(root: &Path) -> Result<Vec<GoldenStatus>> {
         .enumerate()
         .map(|(i, run)| {
             let path = snapshot_path(root, i);
-            let ours = golden_log(run).with_context(|| format!("command at {SEED_LOG}:{}", run.command_line))?;
-            let stored = std::fs::read_to_string(&path).ok().and_then(|t| stored_log(&t).map(str::to_string));
+            let ours = golden_log(run)
+                .with_context(|| format!("command at {SEED_LOG}:{}", run.command_line))?;
+            let stored = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|t| stored_log(&t).map(str::to_string));
             Ok(GoldenStatus { path, ours, stored })
         })
         .collect()
@@ -85,7 +89,10 @@ pub fn regenerate(root: &Path) -> Result<Vec<PathBuf>> {
     let runs = debug_log::read(&root.join(SEED_LOG))?;
     let statuses = statuses(root)?;
     for (run, status) in runs.iter().zip(&statuses) {
-        write_atomically(&status.path, snapshot_file(&run.command, &status.ours).as_bytes())?;
+        write_atomically(
+            &status.path,
+            snapshot_file(&run.command, &status.ours).as_bytes(),
+        )?;
     }
     Ok(statuses.into_iter().map(|s| s.path).collect())
 }

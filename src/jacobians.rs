@@ -6,7 +6,7 @@
 //! linear layer, the gradient of each point's output with respect to each of
 //! the layer's output rows (value, directional derivatives, Laplacian).
 
-use crate::forward_laplacian::{forward, rows_per_point, Trace};
+use crate::forward_laplacian::{Trace, forward, rows_per_point};
 use crate::mlp::{LayerShape, Mlp};
 use crate::problem::Points;
 use faer::Mat;
@@ -98,8 +98,12 @@ impl Linearization {
         output_grads[layers.len() - 1] = seed;
         for l in (1..layers.len()).rev() {
             let upstream = linear_backward(&layers[l], theta, &output_grads[l]);
-            output_grads[l - 1] =
-                tanh_backward(&trace.layer_outputs[l - 1], &upstream, layers[l - 1].d_out, rows);
+            output_grads[l - 1] = tanh_backward(
+                &trace.layer_outputs[l - 1],
+                &upstream,
+                layers[l - 1].d_out,
+                rows,
+            );
         }
         Self {
             rows_per_point: rows,

@@ -8,12 +8,15 @@
 //! is pseudo-inverted with the gelsd rule, as ENGD does.
 
 use crate::gramian::layer_blocks;
-use crate::kronecker::{gramian_to_kfac_basis, kron, kronecker_factors, vector_to_gramian_basis, vector_to_kfac_basis, KfacSettings};
+use crate::kronecker::{
+    KfacSettings, gramian_to_kfac_basis, kron, kronecker_factors, vector_to_gramian_basis,
+    vector_to_kfac_basis,
+};
 use crate::kronecker_inverse::KroneckerSumInverse;
 use crate::least_squares::PseudoInverse;
 use crate::line_search::StepSize;
 use crate::mlp::{LayerShape, Mlp};
-use crate::moving_average::{damped, MovingAverage};
+use crate::moving_average::{MovingAverage, damped};
 use crate::optimizer::Optimizer;
 use crate::pinn::LinearizedPinn;
 use anyhow::{Context, Result};
@@ -35,7 +38,10 @@ pub struct KfacConfig {
 /// One term's moving-averaged curvature for one layer.
 #[derive(Clone, Debug)]
 pub enum TermCurvature {
-    Kronecker { a: MovingAverage, b: MovingAverage },
+    Kronecker {
+        a: MovingAverage,
+        b: MovingAverage,
+    },
     /// The exact per-layer Gramian in the KFAC basis.
     Exact(MovingAverage),
 }
@@ -79,7 +85,12 @@ impl Kfac {
         };
         let curvature = layers
             .iter()
-            .map(|l| (term(l, config.use_exact_interior_gramian), term(l, config.use_exact_boundary_gramian)))
+            .map(|l| {
+                (
+                    term(l, config.use_exact_interior_gramian),
+                    term(l, config.use_exact_boundary_gramian),
+                )
+            })
             .collect();
         Self {
             config,
@@ -111,7 +122,9 @@ impl Kfac {
                         a.update(&factors.a);
                         b.update(&factors.b);
                     }
-                    TermCurvature::Exact(g) => g.update(&gramian_to_kfac_basis(shape, exact.as_ref())),
+                    TermCurvature::Exact(g) => {
+                        g.update(&gramian_to_kfac_basis(shape, exact.as_ref()))
+                    }
                 }
             }
         }
@@ -129,8 +142,10 @@ impl Kfac {
                     let m = damped(&(interior.dense() + boundary.dense()), lambda);
                     Ok(LayerInverse::Explicit(PseudoInverse::new(m.as_ref())?))
                 } else {
-                    let (TermCurvature::Kronecker { a: ai, b: bi }, TermCurvature::Kronecker { a: ab, b: bb }) =
-                        (interior, boundary)
+                    let (
+                        TermCurvature::Kronecker { a: ai, b: bi },
+                        TermCurvature::Kronecker { a: ab, b: bb },
+                    ) = (interior, boundary)
                     else {
                         unreachable!("no exact switch, so both terms are Kronecker")
                     };
@@ -162,10 +177,16 @@ impl Kfac {
                     let cols = shape.d_in + 1;
                     let v = MatRef::from_row_major_slice(&g, shape.d_out, cols);
                     let x = k.apply(v);
-                    (0..shape.d_out).flat_map(|i| (0..cols).map(move |j| (i, j))).map(|(i, j)| x[(i, j)]).collect()
+                    (0..shape.d_out)
+                        .flat_map(|i| (0..cols).map(move |j| (i, j)))
+                        .map(|(i, j)| x[(i, j)])
+                        .collect()
                 }
             };
-            for (d, s) in delta[r].iter_mut().zip(vector_to_gramian_basis(shape, &solved)) {
+            for (d, s) in delta[r]
+                .iter_mut()
+                .zip(vector_to_gramian_basis(shape, &solved))
+            {
                 *d = -s;
             }
         }
@@ -179,7 +200,8 @@ impl Optimizer for Kfac {
             self.update_curvature(lin);
         }
         if step % self.config.t_inv == 0 || self.inverses.is_empty() {
-            self.update_inverses().with_context(|| format!("step {step}: inverting the KFAC curvature"))?;
+            self.update_inverses()
+                .with_context(|| format!("step {step}: inverting the KFAC curvature"))?;
         }
         Ok(self.precondition(&lin.gradient))
     }

@@ -105,7 +105,14 @@ pub struct KroneckerFactors {
 /// `scale · XᵀX` by one matrix product.
 fn scaled_gram(x: MatRef<'_, f64>, scale: f64) -> Mat<f64> {
     let mut out = Mat::<f64>::zeros(x.ncols(), x.ncols());
-    matmul(out.as_mut(), Accum::Replace, x.transpose(), x, scale, Par::Seq);
+    matmul(
+        out.as_mut(),
+        Accum::Replace,
+        x.transpose(),
+        x,
+        scale,
+        Par::Seq,
+    );
     out
 }
 
@@ -119,18 +126,17 @@ pub fn kronecker_factors(
 ) -> Vec<KroneckerFactors> {
     let n = lin.n_points;
     let rows = lin.rows_per_point;
-    let error_sq: Vec<f64> = (0..n)
-        .map(|p| {
-            let unscaled = match settings.ggn_type {
-                GgnType::Empirical => residual[p] * residual[p],
-                _ => 1.0,
-            };
-            match settings.error_scale {
-                ErrorScale::InvSqrtN => unscaled / n as f64,
-                ErrorScale::One => unscaled,
-            }
-        })
-        .collect();
+    // e_n = w_n · c with w_n = r_n (empirical) or 1 (type-2), and c = 1/√N
+    // or 1: B = c² Σ w_n² g gᵀ, so the two error scales differ by exactly
+    // the factor N applied once.
+    let weight: Vec<f64> = match settings.ggn_type {
+        GgnType::Empirical => residual.to_vec(),
+        _ => vec![1.0; n],
+    };
+    let error_scale_sq = match settings.error_scale {
+        ErrorScale::InvSqrtN => 1.0 / n as f64,
+        ErrorScale::One => 1.0,
+    };
     lin.layers
         .iter()
         .enumerate()
@@ -142,18 +148,17 @@ pub fn kronecker_factors(
             let b = if settings.ggn_type == GgnType::ForwardOnly {
                 Mat::identity(shape.d_out, shape.d_out)
             } else {
-                let value_rows_only = rows > 1
-                    && l == 0
-                    && settings.interior_b_rows == InteriorBRows::InputDependent;
+                let value_rows_only =
+                    rows > 1 && l == 0 && settings.interior_b_rows == InteriorBRows::InputDependent;
                 let kept: Vec<usize> = (0..n * rows)
                     .filter(|r| !value_rows_only || r % rows == 0)
                     .collect();
                 let g = &lin.output_grads[l];
                 let weighted = Mat::from_fn(kept.len(), shape.d_out, |k, i| {
                     let r = kept[k];
-                    error_sq[r / rows].sqrt() * g[r * shape.d_out + i]
+                    weight[r / rows] * g[r * shape.d_out + i]
                 });
-                scaled_gram(weighted.as_ref(), 1.0)
+                scaled_gram(weighted.as_ref(), error_scale_sq)
             };
             KroneckerFactors { a, b }
         })

@@ -8,16 +8,22 @@
 //! `K⁻¹ vec(V) = vec(Q_B [(Q_Bᵀ V Q_A) ⊘ (β αᵀ + 1)] Q_Aᵀ)`.
 
 use crate::least_squares::sequential_linear_algebra;
-use anyhow::{anyhow, Result};
-use faer::linalg::triangular_solve::{solve_lower_triangular_in_place, solve_upper_triangular_in_place};
+use anyhow::{Result, anyhow};
+use faer::linalg::triangular_solve::{
+    solve_lower_triangular_in_place, solve_upper_triangular_in_place,
+};
 use faer::{Mat, MatRef, Par, Side};
 
 /// `Q` and `λ` with `Qᵀ M₂ Q = I`, `Qᵀ M₁ Q = diag(λ)`: Cholesky `M₂ = L Lᵀ`,
 /// eigendecomposition of `L⁻¹ M₁ L⁻ᵀ = U diag(λ) Uᵀ`, `Q = L⁻ᵀ U`.
-fn generalized_eigen(m1: MatRef<'_, f64>, m2: MatRef<'_, f64>, what: &str) -> Result<(Mat<f64>, Vec<f64>)> {
-    let llt = m2
-        .llt(Side::Lower)
-        .map_err(|_| anyhow!("{what} is not positive definite (singular Kronecker factor; is the damping 0?)"))?;
+fn generalized_eigen(
+    m1: MatRef<'_, f64>,
+    m2: MatRef<'_, f64>,
+    what: &str,
+) -> Result<(Mat<f64>, Vec<f64>)> {
+    let llt = m2.llt(Side::Lower).map_err(|_| {
+        anyhow!("{what} is not positive definite (singular Kronecker factor; is the damping 0?)")
+    })?;
     let l = llt.L();
     let mut x = m1.to_owned();
     solve_lower_triangular_in_place(l, x.as_mut(), Par::Seq);
@@ -51,7 +57,12 @@ impl KroneckerSumInverse {
         sequential_linear_algebra();
         let (q_a, alpha) = generalized_eigen(a1, a2, "the input factor A")?;
         let (q_b, beta) = generalized_eigen(b1, b2, "the output factor B")?;
-        Ok(Self { q_a, alpha, q_b, beta })
+        Ok(Self {
+            q_a,
+            alpha,
+            q_b,
+            beta,
+        })
     }
 
     /// `K⁻¹ vec(V)` for `V` of shape `d_out × (d_in+1)`.

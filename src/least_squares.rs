@@ -4,7 +4,7 @@
 //! `|λ_i|` of its eigendecomposition `M = U diag(λ) Uᵀ`, so
 //! `M⁺ b = Σ_{|λ_i| > cutoff} u_i (u_iᵀ b) / λ_i`.
 
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 use faer::{Mat, MatRef, Par, Side};
 
 /// All decompositions run sequentially, so results do not depend on the

@@ -67,12 +67,22 @@ pub const NO_DECREASE_WARNING: &str = "Line search could not find a decreasing v
 
 /// `θ + α δ`.
 pub fn moved(theta: &[f64], direction: &[f64], alpha: f64) -> Vec<f64> {
-    theta.iter().zip(direction).map(|(t, d)| t + alpha * d).collect()
+    theta
+        .iter()
+        .zip(direction)
+        .map(|(t, d)| t + alpha * d)
+        .collect()
 }
 
 /// Take the first `k` with the smallest `f_k = Loss(θ + α_k δ)`; if
 /// `f_0 < f_best` the step is 0. Non-finite `f_k` never win.
-pub fn choose_step(pinn: &Pinn, theta: &[f64], direction: &[f64], loss_before: f64, rule: &StepSize) -> StepChoice {
+pub fn choose_step(
+    pinn: &Pinn,
+    theta: &[f64],
+    direction: &[f64],
+    loss_before: f64,
+    rule: &StepSize,
+) -> StepChoice {
     match rule {
         StepSize::Fixed(lr) => StepChoice {
             step_size: *lr,

@@ -6,8 +6,8 @@
 use crate::cli::TrainArgs;
 use crate::engd::Engd;
 use crate::kfac::Kfac;
-use crate::line_search::{choose_step, moved, StepChoice};
-use crate::optimizer::{check_finite, linearize_checked, Optimizer};
+use crate::line_search::{StepChoice, choose_step, moved};
+use crate::optimizer::{Optimizer, check_finite, linearize_checked};
 use crate::pinn::{LinearizedPinn, Pinn};
 use crate::train::OptimizerConfig;
 use anyhow::Result;
@@ -55,7 +55,9 @@ impl Lockstep {
         kfac_args.kfac_damping = Some(args.kfac_damping.unwrap_or(args.engd_damping));
         let (engd_config, kfac_config) = (engd_args.to_config()?, kfac_args.to_config()?);
         let (pinn, theta) = engd_config.problem.build();
-        let (OptimizerConfig::Engd(e), OptimizerConfig::Kfac(k)) = (engd_config.optimizer, kfac_config.optimizer) else {
+        let (OptimizerConfig::Engd(e), OptimizerConfig::Kfac(k)) =
+            (engd_config.optimizer, kfac_config.optimizer)
+        else {
             unreachable!("configs built with --optimizer set")
         };
         Ok(Self {
@@ -68,18 +70,45 @@ impl Lockstep {
         })
     }
 
-    fn propose(optimizer: &mut dyn Optimizer, pinn: &Pinn, theta: &[f64], step: usize, lin: &LinearizedPinn, name: &str) -> Result<Proposal> {
+    fn propose(
+        optimizer: &mut dyn Optimizer,
+        pinn: &Pinn,
+        theta: &[f64],
+        step: usize,
+        lin: &LinearizedPinn,
+        name: &str,
+    ) -> Result<Proposal> {
         let direction = optimizer.direction(step, lin)?;
         check_finite(step, &format!("{name} direction"), &direction)?;
-        let choice = choose_step(pinn, theta, &direction, lin.losses.total(), optimizer.step_size_rule());
+        let choice = choose_step(
+            pinn,
+            theta,
+            &direction,
+            lin.losses.total(),
+            optimizer.step_size_rule(),
+        );
         Ok(Proposal { direction, choice })
     }
 
     pub fn step(&mut self) -> Result<LockstepRecord> {
         let step = self.next_step;
         let linearized = linearize_checked(&self.pinn, &self.theta, step)?;
-        let engd = Self::propose(&mut self.engd, &self.pinn, &self.theta, step, &linearized, "ENGD")?;
-        let kfac = Self::propose(&mut self.kfac, &self.pinn, &self.theta, step, &linearized, "KFAC")?;
+        let engd = Self::propose(
+            &mut self.engd,
+            &self.pinn,
+            &self.theta,
+            step,
+            &linearized,
+            "ENGD",
+        )?;
+        let kfac = Self::propose(
+            &mut self.kfac,
+            &self.pinn,
+            &self.theta,
+            step,
+            &linearized,
+            "KFAC",
+        )?;
         let followed = match self.follow {
             Follow::Engd => &engd,
             Follow::Kfac => &kfac,

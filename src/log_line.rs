@@ -1,7 +1,7 @@
 //! The training log's format (REFERENCE §7): which steps are logged, Python's
 //! float `repr`, and the `Step: …` line, both ways (format and parse).
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{Result, anyhow, bail};
 
 /// `{0} ∪ {trunc(v) : v in logspace(0, log10(num_steps − 1), max_logs − 1)}`
 /// with torch's float32 `logspace`: `end = f32(log10(num_steps − 1))`,
@@ -46,7 +46,11 @@ pub fn python_repr(x: f64) -> String {
         return if x > 0.0 { "inf".into() } else { "-inf".into() };
     }
     if x == 0.0 {
-        return if x.is_sign_negative() { "-0.0".into() } else { "0.0".into() };
+        return if x.is_sign_negative() {
+            "-0.0".into()
+        } else {
+            "0.0".into()
+        };
     }
     // Rust's `{:e}` prints the shortest round-trip digits as `d.ddde±x`.
     let sci = format!("{:e}", x.abs());
@@ -69,7 +73,11 @@ pub fn python_repr(x: f64) -> String {
     } else if point as usize >= digits.len() {
         format!("{}{}.0", digits, "0".repeat(point as usize - digits.len()))
     } else {
-        format!("{}.{}", &digits[..point as usize], &digits[point as usize..])
+        format!(
+            "{}.{}",
+            &digits[..point as usize],
+            &digits[point as usize..]
+        )
     };
     format!("{sign}{body}")
 }
@@ -116,15 +124,21 @@ impl LogLine {
             .split_once('/')
             .ok_or_else(|| anyhow!("step `{}` is not `current/total`", fields[0]))?;
         let integer = |s: &str, what: &str| -> Result<usize> {
-            s.parse().map_err(|_| anyhow!("{what} `{s}` is not an integer"))
+            s.parse()
+                .map_err(|_| anyhow!("{what} `{s}` is not an integer"))
         };
         let number = |field: &str, key: &str| -> Result<f64> {
             let value = field
                 .strip_prefix(key)
                 .and_then(|v| v.strip_prefix(": "))
                 .ok_or_else(|| anyhow!("expected field `{key}: …`, found `{field}`"))?;
-            let value = value.strip_suffix('s').filter(|_| key == "Time").unwrap_or(value);
-            value.parse().map_err(|_| anyhow!("{key} `{value}` is not a number"))
+            let value = value
+                .strip_suffix('s')
+                .filter(|_| key == "Time")
+                .unwrap_or(value);
+            value
+                .parse()
+                .map_err(|_| anyhow!("{key} `{value}` is not a number"))
         };
         Ok(Self {
             step: integer(step, "step")?,
@@ -148,14 +162,25 @@ mod tests {
         assert_eq!(logged_steps(100, 10), [0, 1, 3, 5, 9, 17, 31, 55, 98]);
         assert_eq!(
             logged_steps(30, 30),
-            [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 14, 15, 17, 20, 22, 25, 29]
+            [
+                0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 14, 15, 17, 20, 22, 25, 29
+            ]
         );
         let s = logged_steps(10_000, 150);
-        assert_eq!((s.len(), &s[s.len() - 5..]), (120, &[7795, 8296, 8828, 9395, 9999][..]));
+        assert_eq!(
+            (s.len(), &s[s.len() - 5..]),
+            (120, &[7795, 8296, 8828, 9395, 9999][..])
+        );
         let s = logged_steps(5_000, 150);
-        assert_eq!((s.len(), &s[s.len() - 5..]), (116, &[3971, 4206, 4455, 4719, 4998][..]));
+        assert_eq!(
+            (s.len(), &s[s.len() - 5..]),
+            (116, &[3971, 4206, 4455, 4719, 4998][..])
+        );
         let s = logged_steps(1_000, 50);
-        assert_eq!((s.len(), &s[s.len() - 5..]), (42, &[561, 648, 749, 865, 999][..]));
+        assert_eq!(
+            (s.len(), &s[s.len() - 5..]),
+            (42, &[561, 648, 749, 865, 999][..])
+        );
         assert_eq!(logged_steps(10, 3), [0, 1, 9]);
         assert_eq!(logged_steps(2, 10), [0, 1]);
     }

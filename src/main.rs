@@ -1,5 +1,5 @@
 //! The `kfac-check` binary: a thin layer over the library.
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 use kfac_check::cli::TrainArgs;
 use kfac_check::output_file::{check_writable, write_atomically};
@@ -8,7 +8,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "kfac-check", version, about = "An exact float64 reference for ENGD and KFAC on Poisson PINNs")]
+#[command(
+    name = "kfac-check",
+    version,
+    about = "An exact float64 reference for ENGD and KFAC on Poisson PINNs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -74,7 +78,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         differ += 1;
                         println!("DIFFERS  {}", status.path.display());
                         let stored = status.stored.as_deref().unwrap_or("");
-                        for (s, o) in stored.lines().zip(status.ours.lines()).filter(|(s, o)| s != o) {
+                        for (s, o) in stored
+                            .lines()
+                            .zip(status.ours.lines())
+                            .filter(|(s, o)| s != o)
+                        {
                             println!("  stored: {s}\n  ours:   {o}");
                         }
                         if status.stored.is_none() {
@@ -83,7 +91,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     }
                 }
                 if differ > 0 {
-                    println!("{differ} golden log(s) differ; `kfac-check golden --regen` rewrites them");
+                    println!(
+                        "{differ} golden log(s) differ; `kfac-check golden --regen` rewrites them"
+                    );
                     return Ok(ExitCode::from(1));
                 }
             } else {

@@ -2,9 +2,9 @@
 //! direction `δ` (Gramian basis) and a step size, then `θ ← θ + α δ`.
 //! Observers see every step's internals; that is how dumps are taken.
 
-use crate::line_search::{choose_step, moved, StepChoice, StepSize};
+use crate::line_search::{StepChoice, StepSize, choose_step, moved};
 use crate::pinn::{LinearizedPinn, Losses, Pinn};
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 
 /// Everything one step computed, before `θ` moves.
 pub struct StepRecord<'a> {
@@ -41,7 +41,10 @@ pub struct StepOutcome {
 
 pub fn check_finite(step: usize, what: &str, values: &[f64]) -> Result<()> {
     if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-        bail!("step {step}: non-finite {what} (entry {i} is {})", values[i]);
+        bail!(
+            "step {step}: non-finite {what} (entry {i} is {})",
+            values[i]
+        );
     }
     Ok(())
 }

@@ -1,12 +1,12 @@
 //! The physics-informed least-squares problem (REFERENCE §1): residuals,
 //! the two losses and the L2 error of a network on fixed point sets.
 
-use crate::forward_laplacian::{forward, Output, Trace};
+use crate::forward_laplacian::{Output, Trace, forward};
 use crate::jacobians::Linearization;
-use faer::linalg::matmul::matmul;
-use faer::{Accum, Mat, MatRef, Par};
 use crate::mlp::Mlp;
 use crate::problem::{Data, Equation, Points};
+use faer::linalg::matmul::matmul;
+use faer::{Accum, Mat, MatRef, Par};
 
 /// A network architecture, an equation and its point sets, with the targets
 /// `f(x_n)` (interior), `u*(x_n)` (boundary, evaluation) precomputed.
@@ -114,7 +114,14 @@ fn mean_weighted_rows(jacobian: &Mat<f64>, residual: &[f64]) -> Vec<f64> {
     let n = residual.len() as f64;
     let r = MatRef::from_column_major_slice(residual, residual.len(), 1);
     let mut out = Mat::<f64>::zeros(jacobian.ncols(), 1);
-    matmul(out.as_mut(), Accum::Replace, jacobian.transpose(), r, 1.0 / n, Par::Seq);
+    matmul(
+        out.as_mut(),
+        Accum::Replace,
+        jacobian.transpose(),
+        r,
+        1.0 / n,
+        Par::Seq,
+    );
     out.col(0).iter().copied().collect()
 }
 
@@ -122,10 +129,18 @@ impl Pinn {
     pub fn linearize(&self, theta: &[f64]) -> LinearizedPinn {
         let interior = Linearization::new(&self.mlp, theta, &self.data.interior, true);
         let boundary = Linearization::new(&self.mlp, theta, &self.data.boundary, false);
-        let residual_interior: Vec<f64> =
-            interior.output.iter().zip(&self.source_interior).map(|(lap, f)| lap + f).collect();
-        let residual_boundary: Vec<f64> =
-            boundary.output.iter().zip(&self.solution_boundary).map(|(u, g)| u - g).collect();
+        let residual_interior: Vec<f64> = interior
+            .output
+            .iter()
+            .zip(&self.source_interior)
+            .map(|(lap, f)| lap + f)
+            .collect();
+        let residual_boundary: Vec<f64> = boundary
+            .output
+            .iter()
+            .zip(&self.solution_boundary)
+            .map(|(u, g)| u - g)
+            .collect();
         let jacobian_interior = interior.jacobian();
         let jacobian_boundary = boundary.jacobian();
         let gradient = mean_weighted_rows(&jacobian_interior, &residual_interior)

@@ -3,9 +3,9 @@
 use crate::engd::{Engd, EngdConfig};
 use crate::kfac::{Kfac, KfacConfig};
 use crate::line_search::NO_DECREASE_WARNING;
-use crate::log_line::{logged_steps, LogLine};
+use crate::log_line::{LogLine, logged_steps};
 use crate::mlp::{Mlp, ModelName};
-use crate::optimizer::{take_step, Observer, Optimizer, StepOutcome};
+use crate::optimizer::{Observer, Optimizer, StepOutcome, take_step};
 use crate::pinn::Pinn;
 use crate::problem::{Data, Equation};
 use anyhow::Result;
@@ -93,7 +93,11 @@ impl Trainer {
 
 /// Run the loop, writing each logged line (and each line-search warning) to
 /// `out` as it happens, so a run that stops early leaves its log intact.
-pub fn train(config: &TrainConfig, out: &mut dyn Write, observer: &mut dyn Observer) -> Result<Vec<LogLine>> {
+pub fn train(
+    config: &TrainConfig,
+    out: &mut dyn Write,
+    observer: &mut dyn Observer,
+) -> Result<Vec<LogLine>> {
     let mut trainer = Trainer::new(config);
     let logged = logged_steps(config.num_steps, config.max_logs);
     let start = Instant::now();

@@ -47,7 +47,11 @@ pub fn relative_error(ours: f64, documented: f64) -> f64 {
 }
 
 pub fn matching_digits(relative_error: f64) -> f64 {
-    if relative_error == 0.0 { 17.0 } else { (-relative_error.log10()).clamp(0.0, 17.0) }
+    if relative_error == 0.0 {
+        17.0
+    } else {
+        (-relative_error.log10()).clamp(0.0, 17.0)
+    }
 }
 
 /// Compare one documented line with ours (same step).
@@ -81,9 +85,19 @@ pub fn compare_line(documented: &LogLine, ours: &LogLine) -> Vec<FieldComparison
 
 /// Compare every documented line with ours at the same step. A documented
 /// step we did not log is reported as `None`.
-pub fn compare(documented: &[LogLine], ours: &[LogLine]) -> Vec<(usize, Option<Vec<FieldComparison>>)> {
+pub fn compare(
+    documented: &[LogLine],
+    ours: &[LogLine],
+) -> Vec<(usize, Option<Vec<FieldComparison>>)> {
     documented
         .iter()
-        .map(|d| (d.step, ours.iter().find(|o| o.step == d.step).map(|o| compare_line(d, o))))
+        .map(|d| {
+            (
+                d.step,
+                ours.iter()
+                    .find(|o| o.step == d.step)
+                    .map(|o| compare_line(d, o)),
+            )
+        })
         .collect()
 }

@@ -1,24 +1,37 @@
 //! The seed's documented trajectories against ours, field by field, at the
 //! floors of `kfac_check::trajectory` (expected values: the seed's text).
 
-use kfac_check::debug_log::{self, with_overrides, DocumentedRun, TrainCommand};
+use clap::Parser;
+use kfac_check::debug_log::{self, DocumentedRun, TrainCommand, with_overrides};
 use kfac_check::log_line::LogLine;
 use kfac_check::optimizer::NoObserver;
 use kfac_check::train::train;
 use kfac_check::trajectory::compare;
-use clap::Parser;
 
 fn seed_runs() -> Vec<DocumentedRun> {
-    debug_log::read(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/seed_log.md"))).unwrap()
+    debug_log::read(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/seed_log.md"
+    )))
+    .unwrap()
 }
 
 fn run(args: &[String]) -> Vec<LogLine> {
-    let config = TrainCommand::try_parse_from(args).unwrap().args.to_config().unwrap();
+    let config = TrainCommand::try_parse_from(args)
+        .unwrap()
+        .args
+        .to_config()
+        .unwrap();
     train(&config, &mut std::io::sink(), &mut NoObserver).unwrap()
 }
 
 fn documented(run: &DocumentedRun) -> Vec<LogLine> {
-    run.output.as_ref().expect("documented output").iter().map(|(_, l)| l.clone()).collect()
+    run.output
+        .as_ref()
+        .expect("documented output")
+        .iter()
+        .map(|(_, l)| l.clone())
+        .collect()
 }
 
 /// Every field of every documented line within its floor; the message lists
@@ -26,7 +39,8 @@ fn documented(run: &DocumentedRun) -> Vec<LogLine> {
 fn assert_reproduces(documented: &[LogLine], ours: &[LogLine]) {
     let mut failures = Vec::new();
     for (step, fields) in compare(documented, ours) {
-        let fields = fields.unwrap_or_else(|| panic!("step {step} documented but not logged by us"));
+        let fields =
+            fields.unwrap_or_else(|| panic!("step {step} documented but not logged by us"));
         for f in fields.iter().filter(|f| !f.within_floor) {
             failures.push(format!(
                 "step {} {}: documented {} ours {} (rel {:.1e}, floor {:.0e})",
@@ -34,14 +48,21 @@ fn assert_reproduces(documented: &[LogLine], ours: &[LogLine]) {
             ));
         }
     }
-    assert!(failures.is_empty(), "outside the floors:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "outside the floors:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn the_seed_has_five_commands_four_with_output() {
     let runs = seed_runs();
     assert_eq!(runs.len(), 5);
-    let with_output: Vec<usize> = runs.iter().map(|r| r.output.as_ref().map_or(0, Vec::len)).collect();
+    let with_output: Vec<usize> = runs
+        .iter()
+        .map(|r| r.output.as_ref().map_or(0, Vec::len))
+        .collect();
     assert_eq!(with_output, [9, 9, 9, 9, 0]);
 }
 
@@ -89,7 +110,13 @@ fn plain_kfac_block_does_not_come_from_its_command() {
 #[test]
 fn plain_kfac_block_reproduces_at_one_boundary_point_with_exact_interior() {
     let r = &seed_runs()[3];
-    let args = with_overrides(&r.args, &[("N_dOmega", Some("1")), ("KFAC_USE_EXACT_INTERIOR_GRAMIAN", None)]);
+    let args = with_overrides(
+        &r.args,
+        &[
+            ("N_dOmega", Some("1")),
+            ("KFAC_USE_EXACT_INTERIOR_GRAMIAN", None),
+        ],
+    );
     assert_reproduces(&documented(r), &run(&args));
 }
 
@@ -98,6 +125,9 @@ fn the_fifth_command_runs_verbatim() {
     let r = &seed_runs()[4];
     assert!(r.output.is_none());
     let ours = run(&r.args);
-    assert_eq!(ours.iter().map(|l| l.step).collect::<Vec<_>>(), [0, 1, 3, 5, 9, 17, 31, 55, 98]);
+    assert_eq!(
+        ours.iter().map(|l| l.step).collect::<Vec<_>>(),
+        [0, 1, 3, 5, 9, 17, 31, 55, 98]
+    );
     assert!(ours.iter().all(|l| l.loss.is_finite()));
 }

@@ -3,7 +3,7 @@
 //! `kfac-check golden --regen` (or `INSTA_UPDATE=always cargo test --test golden`).
 
 use kfac_check::debug_log;
-use kfac_check::golden::{golden_log, snapshot_name, SEED_LOG};
+use kfac_check::golden::{SEED_LOG, golden_log, snapshot_name};
 use std::path::Path;
 
 #[test]

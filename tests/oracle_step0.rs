@@ -2,7 +2,7 @@
 mod common;
 use common::*;
 use kfac_check::gramian::layer_blocks;
-use kfac_check::kronecker::{kronecker_factors, KfacSettings};
+use kfac_check::kronecker::{KfacSettings, kronecker_factors};
 
 #[test]
 fn initial_parameters_are_bit_identical() {
@@ -15,8 +15,14 @@ fn initial_parameters_are_bit_identical() {
     }
     assert_eq!(theta, expected);
     assert_eq!(pinn.data.boundary.coords, floats(&oracle["X_dOmega"]));
-    assert_eq!(pinn.data.interior.coords[..40], floats(&oracle["X_Omega_first20"])[..]);
-    assert_eq!(pinn.data.eval.coords[..20], floats(&oracle["X_Omega_eval_first10"])[..]);
+    assert_eq!(
+        pinn.data.interior.coords[..40],
+        floats(&oracle["X_Omega_first20"])[..]
+    );
+    assert_eq!(
+        pinn.data.eval.coords[..20],
+        floats(&oracle["X_Omega_eval_first10"])[..]
+    );
 }
 
 #[test]
@@ -66,13 +72,19 @@ fn kronecker_factors_match_reference() {
         ("kfac_interior", &lin.interior, &lin.residual_interior),
         ("kfac_boundary", &lin.boundary, &lin.residual_boundary),
     ] {
-        for (l, f) in kronecker_factors(linearization, residual, &settings).iter().enumerate() {
+        for (l, f) in kronecker_factors(linearization, residual, &settings)
+            .iter()
+            .enumerate()
+        {
             for (key, m) in [("A", &f.a), ("B", &f.b)] {
                 let ours: Vec<f64> = (0..m.nrows())
                     .flat_map(|r| (0..m.ncols()).map(move |c| m[(r, c)]))
                     .collect();
                 let err = rel_err(&ours, &floats(&oracle[name][l][key]));
-                assert!(err < 1e-13, "{name} layer {l} {key}: relative error {err:e}");
+                assert!(
+                    err < 1e-13,
+                    "{name} layer {l} {key}: relative error {err:e}"
+                );
             }
         }
     }

@@ -15,8 +15,11 @@ pub fn documented_pinn(n_boundary: usize) -> (Pinn, Vec<f64>) {
 }
 
 pub fn oracle() -> Value {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/oracle_step0_N1.json"))
-        .expect("oracle fixture");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/oracle_step0_N1.json"
+    ))
+    .expect("oracle fixture");
     serde_json::from_str(&text).expect("oracle JSON")
 }
 
@@ -34,7 +37,11 @@ pub fn floats(v: &Value) -> Vec<f64> {
 /// `max |a − b| / max |b|`.
 pub fn rel_err(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len(), "length mismatch");
-    let num = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+    let num = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max);
     let den = b.iter().map(|y| y.abs()).fold(0.0, f64::max);
     num / den
 }

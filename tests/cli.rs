@@ -1,0 +1,231 @@
+//! The binary from the outside: dumps, and bad input (clear message, exit 2,
+//! no partial output file).
+mod common;
+use common::*;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn kfac_check(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kfac-check"))
+        .args(args)
+        .output()
+        .expect("binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Fails with exit code 2 and a message containing `needle`.
+fn assert_rejected(args: &[&str], needle: &str) {
+    let o = kfac_check(args);
+    assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+    assert!(
+        stderr(&o).contains(needle),
+        "{args:?}: expected `{needle}` in: {}",
+        stderr(&o)
+    );
+}
+
+const TRAIN_SHORT: [&str; 4] = ["train", "--optimizer=ENGD", "--num_steps=2", "--max_logs=2"];
+
+#[test]
+fn bad_training_flags_are_named() {
+    fn with(extra: &str) -> Vec<&str> {
+        let mut v = TRAIN_SHORT.to_vec();
+        v.push(extra);
+        v
+    }
+    assert_rejected(&with("--model=mlp-relu-64"), "--model");
+    assert_rejected(&with("--equation=heat"), "--equation");
+    assert_rejected(&with("--N_Omega=0"), "--N_Omega");
+    assert_rejected(&with("--N_dOmega=0"), "--N_dOmega");
+    assert_rejected(&with("--dim_Omega=0"), "--dim_Omega");
+    assert_rejected(&with("--ENGD_damping=-1"), "--ENGD_damping");
+    assert_rejected(&with("--ENGD_ema_factor=1"), "--ENGD_ema_factor");
+    assert_rejected(&with("--ENGD_lr=0"), "--ENGD_lr");
+    assert_rejected(&with("--ENGD_approximation=block"), "--ENGD_approximation");
+    assert_rejected(&with("--N_Omega=many"), "N_Omega");
+    assert_rejected(&with("--N_Omgea=3"), "N_Omega"); // clap suggests the right spelling
+    assert_rejected(&["train", "--num_steps=2"], "--optimizer");
+    assert_rejected(&["train", "--optimizer=SGD"], "--optimizer");
+    assert_rejected(
+        &["train", "--optimizer=KFAC", "--num_steps=2"],
+        "--KFAC_damping",
+    );
+    assert_rejected(
+        &[
+            "train",
+            "--optimizer=KFAC",
+            "--KFAC_damping=1e-8",
+            "--KFAC_ggn_type=exact",
+        ],
+        "--KFAC_ggn_type",
+    );
+    assert_rejected(
+        &[
+            "train",
+            "--optimizer=KFAC",
+            "--KFAC_damping=1e-8",
+            "--KFAC_ema_factor=-0.1",
+        ],
+        "--KFAC_ema_factor",
+    );
+}
+
+#[test]
+fn unwritable_dump_path_fails_before_any_file_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no/such/dir/d.json");
+    let o = kfac_check(&[
+        "dump",
+        "--step=0",
+        "--optimizer=ENGD",
+        "--out",
+        missing.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("cannot write"), "{}", stderr(&o));
+    assert!(!missing.exists());
+
+    // A bad flag leaves an existing file as it was.
+    let out = dir.path().join("d.json");
+    std::fs::write(&out, "previous").unwrap();
+    let o = kfac_check(&[
+        "dump",
+        "--step=0",
+        "--optimizer=ENGD",
+        "--N_Omega=0",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "previous");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no temporary file left behind"
+    );
+}
+
+fn layer_vector(v: &serde_json::Value, key: &str) -> Vec<f64> {
+    v["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|l| {
+            let mut x = floats(&l[key]["weight"]);
+            x.extend(floats(&l[key]["bias"]));
+            x
+        })
+        .collect()
+}
+
+/// `dump --step 0` at the oracle's set-up: what the reference system computed.
+#[test]
+fn step_zero_dump_matches_the_oracle() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("step0.json");
+    let o = kfac_check(&[
+        "dump",
+        "--step",
+        "0",
+        "--optimizer=ENGD",
+        "--N_dOmega=1",
+        "--ENGD_damping=1e-8",
+        "--ENGD_approximation=per_layer",
+        "--KFAC_damping=1e-8",
+        "--KFAC_ema_factor=0",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dump: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let oracle = oracle();
+    assert_eq!(
+        dump["loss"]["interior"].as_f64(),
+        oracle["loss_interior"].as_f64()
+    );
+    let mut grad = Vec::new();
+    for layer in oracle["grad_autograd_path"].as_array().unwrap() {
+        grad.extend(floats(&layer["weight_row_major"]));
+        grad.extend(floats(&layer["bias"]));
+    }
+    assert!(rel_err(&layer_vector(&dump, "grad"), &grad) < 1e-13);
+    for (l, layer) in dump["layers"].as_array().unwrap().iter().enumerate() {
+        for term in ["interior", "boundary"] {
+            let ours = floats(&layer["gramian"][term]);
+            assert!(
+                rel_err(
+                    &ours,
+                    &floats(&oracle[format!("{term}_gramian_per_layer")][l])
+                ) < 1e-13
+            );
+            for f in ["A", "B"] {
+                let ours = floats(&layer["kfac"][term][f]);
+                assert!(rel_err(&ours, &floats(&oracle[format!("kfac_{term}")][l][f])) < 1e-13);
+            }
+        }
+    }
+    // Directions: the ENGD solve is ill-conditioned (κ ≈ 1.4e9 for layer 2),
+    // so rounding differences of 1e-16 in the Gramian show at ~1e-6.
+    let engd: Vec<f64> = dump["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|l| {
+            let mut x = floats(&l["direction"]["engd"]["weight"]);
+            x.extend(floats(&l["direction"]["engd"]["bias"]));
+            x
+        })
+        .collect();
+    let err = rel_err(&engd, &floats(&oracle["engd"]["directions"]));
+    assert!(err < 1e-5, "ENGD direction: {err:e}");
+    assert_eq!(
+        dump["step_size"]["engd"].as_f64(),
+        oracle["engd"]["step_size"].as_f64()
+    );
+    assert_eq!(
+        dump["step_size"]["kfac"].as_f64(),
+        oracle["kfac_first_step"]["kfac"]["step_size"].as_f64()
+    );
+    let kfac: Vec<f64> = dump["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|l| {
+            let mut x = floats(&l["direction"]["kfac"]["weight"]);
+            x.extend(floats(&l["direction"]["kfac"]["bias"]));
+            x
+        })
+        .collect();
+    let err = rel_err(
+        &kfac,
+        &floats(&oracle["kfac_first_step"]["kfac"]["directions"]),
+    );
+    assert!(err < 1e-5, "KFAC direction: {err:e}");
+}
+
+#[test]
+fn a_later_step_can_be_dumped() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("step3.json");
+    let o = kfac_check(&[
+        "dump",
+        "--step=3",
+        "--optimizer=KFAC",
+        "--KFAC_damping=1e-6",
+        "--N_Omega=50",
+        "--N_dOmega=10",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dump: kfac_check::dump::Dump =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(dump.step, 3);
+    assert_eq!(dump.layers.len(), 2);
+    assert_eq!(dump.layers[0].gramian.interior.len(), 192);
+    assert!(Path::new(&out).exists());
+}
