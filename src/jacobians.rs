@@ -121,7 +121,7 @@ impl Linearization {
         let d_in = self.layers[layer].d_in;
         if j < d_in {
             self.inputs[layer][row * d_in + j]
-        } else if row % self.rows_per_point == 0 {
+        } else if row.is_multiple_of(self.rows_per_point) {
             1.0
         } else {
             0.0

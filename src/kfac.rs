@@ -196,10 +196,10 @@ impl Kfac {
 
 impl Optimizer for Kfac {
     fn direction(&mut self, step: usize, lin: &LinearizedPinn) -> Result<Vec<f64>> {
-        if step % self.config.t_kfac == 0 {
+        if step.is_multiple_of(self.config.t_kfac) {
             self.update_curvature(lin);
         }
-        if step % self.config.t_inv == 0 || self.inverses.is_empty() {
+        if step.is_multiple_of(self.config.t_inv) || self.inverses.is_empty() {
             self.update_inverses()
                 .with_context(|| format!("step {step}: inverting the KFAC curvature"))?;
         }

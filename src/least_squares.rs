@@ -1,11 +1,10 @@
-//! The minimum-norm least-squares solve `x = M⁺ b` for symmetric `M`, with
-//! LAPACK `gelsd`'s default cutoff: singular values `σ_i ≤ ε·max(m,n)·σ_max`
-//! are dropped (REFERENCE §6). For symmetric `M` the singular values are the
-//! `|λ_i|` of its eigendecomposition `M = U diag(λ) Uᵀ`, so
-//! `M⁺ b = Σ_{|λ_i| > cutoff} u_i (u_iᵀ b) / λ_i`.
+//! The minimum-norm least-squares solve `x = M⁺ b` for symmetric `M`, as
+//! LAPACK's `gelsd` with its default cutoff (REFERENCE §6): from the SVD
+//! `M = U diag(σ) Vᵀ`, singular values `σ_i ≤ ε·max(m,n)·σ_max` are dropped
+//! and `M⁺ b = Σ_{σ_i > cutoff} v_i (u_iᵀ b) / σ_i`.
 
 use anyhow::{Result, bail};
-use faer::{Mat, MatRef, Par, Side};
+use faer::{Mat, MatRef, Par};
 
 /// All decompositions run sequentially, so results do not depend on the
 /// number of threads.
@@ -13,11 +12,12 @@ pub fn sequential_linear_algebra() {
     faer::set_global_parallelism(Par::Seq);
 }
 
-/// The eigenpairs of a symmetric matrix that survive the cutoff.
+/// The singular triplets that survive the cutoff.
 #[derive(Clone, Debug)]
 pub struct PseudoInverse {
-    eigenvectors: Mat<f64>,
-    inverse_eigenvalues: Vec<f64>,
+    left: Mat<f64>,
+    right: Mat<f64>,
+    inverse_singular_values: Vec<f64>,
 }
 
 impl PseudoInverse {
@@ -26,38 +26,41 @@ impl PseudoInverse {
         if !m.is_all_finite() {
             bail!("non-finite entry in the matrix to pseudo-invert");
         }
-        let n = m.nrows();
-        let evd = m
-            .self_adjoint_eigen(Side::Lower)
-            .map_err(|e| anyhow::anyhow!("symmetric eigendecomposition failed: {e:?}"))?;
-        let eigenvalues: Vec<f64> = evd.S().column_vector().iter().copied().collect();
-        let sigma_max = eigenvalues.iter().fold(0.0f64, |a, l| a.max(l.abs()));
-        let cutoff = f64::EPSILON * n as f64 * sigma_max;
-        let keep: Vec<usize> = (0..n).filter(|&i| eigenvalues[i].abs() > cutoff).collect();
-        let u = evd.U();
+        let svd = m
+            .thin_svd()
+            .map_err(|e| anyhow::anyhow!("singular value decomposition failed: {e:?}"))?;
+        let sigma: Vec<f64> = svd.S().column_vector().iter().copied().collect();
+        let sigma_max = sigma.iter().fold(0.0f64, |a, &s| a.max(s));
+        let cutoff = f64::EPSILON * m.nrows().max(m.ncols()) as f64 * sigma_max;
+        let keep: Vec<usize> = (0..sigma.len()).filter(|&i| sigma[i] > cutoff).collect();
+        let (u, v) = (svd.U(), svd.V());
         Ok(Self {
-            eigenvectors: Mat::from_fn(n, keep.len(), |r, k| u[(r, keep[k])]),
-            inverse_eigenvalues: keep.iter().map(|&i| 1.0 / eigenvalues[i]).collect(),
+            left: Mat::from_fn(u.nrows(), keep.len(), |r, k| u[(r, keep[k])]),
+            right: Mat::from_fn(v.nrows(), keep.len(), |r, k| v[(r, keep[k])]),
+            inverse_singular_values: keep.iter().map(|&i| 1.0 / sigma[i]).collect(),
         })
     }
 
     /// `M⁺ b`.
     pub fn apply(&self, b: &[f64]) -> Vec<f64> {
-        let u = &self.eigenvectors;
-        let coeffs: Vec<f64> = (0..u.ncols())
+        let coeffs: Vec<f64> = (0..self.left.ncols())
             .map(|k| {
-                let dot: f64 = u.col(k).iter().zip(b).map(|(x, y)| x * y).sum();
-                dot * self.inverse_eigenvalues[k]
+                let dot: f64 = self.left.col(k).iter().zip(b).map(|(x, y)| x * y).sum();
+                dot * self.inverse_singular_values[k]
             })
             .collect();
-        (0..u.nrows())
-            .map(|r| (0..u.ncols()).map(|k| u[(r, k)] * coeffs[k]).sum())
+        (0..self.right.nrows())
+            .map(|r| {
+                (0..self.right.ncols())
+                    .map(|k| self.right[(r, k)] * coeffs[k])
+                    .sum()
+            })
             .collect()
     }
 
     /// How many singular values survived the cutoff.
     pub fn rank(&self) -> usize {
-        self.inverse_eigenvalues.len()
+        self.inverse_singular_values.len()
     }
 }
 

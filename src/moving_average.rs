@@ -43,3 +43,40 @@ pub fn damped(m: &Mat<f64>, damping: f64) -> Mat<f64> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moving_average_from_zeros_and_from_identity() {
+        let m = Mat::from_fn(2, 2, |i, j| (1 + i + 2 * j) as f64);
+        let m2 = Mat::from_fn(2, 2, |i, j| (i as f64) - (j as f64));
+        let mut c = MovingAverage::new(2, 0.95, false);
+        c.update(&m);
+        // C₁ = β·0 + (1−β)·M; note 1 − 0.95 = 0.050000000000000044 in float64.
+        let w = 1.0 - 0.95;
+        assert_eq!(c.value, Mat::from_fn(2, 2, |i, j| w * m[(i, j)]));
+        c.update(&m2);
+        assert_eq!(
+            c.value,
+            Mat::from_fn(2, 2, |i, j| 0.95 * (w * m[(i, j)]) + w * m2[(i, j)])
+        );
+
+        let mut c = MovingAverage::new(2, 0.5, true);
+        c.update(&m);
+        assert_eq!(
+            c.value,
+            Mat::from_fn(2, 2, |i, j| 0.5 * f64::from(i == j) + 0.5 * m[(i, j)])
+        );
+
+        // β = 0 keeps only the newest curvature, exactly.
+        let mut c = MovingAverage::new(2, 0.0, true);
+        c.update(&m);
+        assert_eq!(c.value, m);
+        assert_eq!(
+            c.damped(0.25),
+            Mat::from_fn(2, 2, |i, j| m[(i, j)] + 0.25 * f64::from(i == j))
+        );
+    }
+}
