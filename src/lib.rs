@@ -20,6 +20,7 @@ pub mod optimizer;
 pub mod output_file;
 pub mod pinn;
 pub mod problem;
+pub mod replay;
 pub mod torch_rng;
 pub mod train;
 pub mod trajectory;

@@ -37,6 +37,19 @@ enum Command {
         #[command(flatten)]
         args: TrainArgs,
     },
+    /// Replay a markdown debugging log: run each `python train.py` command,
+    /// compare with its documented output, and trace blocks that do not
+    /// reproduce to the configuration that produced them.
+    Replay {
+        /// The markdown log.
+        log: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Skip the provenance search.
+        #[arg(long)]
+        no_search: bool,
+    },
     /// Regenerate or check the golden logs under `snapshots/`.
     Golden {
         /// Rewrite every golden log from our output.
@@ -63,6 +76,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             check_writable(&out)?;
             let dump = dump::dump_at(&args, step)?;
             write_atomically(&out, &serde_json::to_vec(&dump)?)?;
+        }
+        Command::Replay { log, json, no_search } => {
+            let report = kfac_check::replay::replay(&log, !no_search)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", kfac_check::replay::render(&report));
+            }
         }
         Command::Golden { regen, check, root } => {
             if regen {
