@@ -38,7 +38,7 @@ fn tanh_backward(pre: &[f64], upstream: &[f64], width: usize, rows: usize) -> Ve
         .zip(out.chunks_exact_mut(rows * width))
     {
         for k in 0..width {
-            let t = z[k].tanh();
+            let t = crate::tanh::tanh(z[k]);
             let d1 = 1.0 - t * t;
             if rows == 1 {
                 y[k] = d1 * g[k];

@@ -21,6 +21,7 @@ pub mod output_file;
 pub mod pinn;
 pub mod problem;
 pub mod replay;
+pub mod tanh;
 pub mod torch_rng;
 pub mod train;
 pub mod trajectory;

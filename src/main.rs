@@ -77,7 +77,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let dump = dump::dump_at(&args, step)?;
             write_atomically(&out, &serde_json::to_vec(&dump)?)?;
         }
-        Command::Replay { log, json, no_search } => {
+        Command::Replay {
+            log,
+            json,
+            no_search,
+        } => {
             let report = kfac_check::replay::replay(&log, !no_search)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);

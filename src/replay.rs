@@ -11,11 +11,11 @@
 //! third documented step, ranked by matching significant digits.
 
 use crate::cli::TrainArgs;
-use crate::debug_log::{self, with_overrides, DocumentedRun, TrainCommand};
+use crate::debug_log::{self, DocumentedRun, TrainCommand, with_overrides};
 use crate::log_line::LogLine;
 use crate::optimizer::NoObserver;
-use crate::train::{train, TrainConfig, Trainer};
-use crate::trajectory::{compare, relative_error, FieldComparison};
+use crate::train::{TrainConfig, Trainer, train};
+use crate::trajectory::{FieldComparison, compare, relative_error};
 use anyhow::Result;
 use clap::Parser;
 use std::collections::BTreeSet;
@@ -108,7 +108,10 @@ fn run_prefix(config: &TrainConfig, documented: &[LogLine]) -> Result<Vec<LogLin
 }
 
 fn flatten(comparisons: Vec<(usize, Option<Vec<FieldComparison>>)>) -> Vec<FieldComparison> {
-    comparisons.into_iter().flat_map(|(_, f)| f.unwrap_or_default()).collect()
+    comparisons
+        .into_iter()
+        .flat_map(|(_, f)| f.unwrap_or_default())
+        .collect()
 }
 
 fn score(fields: &[FieldComparison]) -> (f64, f64) {
@@ -116,7 +119,10 @@ fn score(fields: &[FieldComparison]) -> (f64, f64) {
         return (0.0, 0.0);
     }
     let mean = fields.iter().map(|f| f.matching_digits).sum::<f64>() / fields.len() as f64;
-    let min = fields.iter().map(|f| f.matching_digits).fold(17.0, f64::min);
+    let min = fields
+        .iter()
+        .map(|f| f.matching_digits)
+        .fold(17.0, f64::min);
     (mean, min)
 }
 
@@ -157,14 +163,20 @@ fn apply(args: &[String], changes: &[Change]) -> Vec<String> {
         out = match c {
             Change::Set(f, v) => with_overrides(&out, &[(f, Some(v.as_str()))]),
             Change::Switch(f, true) => with_overrides(&out, &[(f, None)]),
-            Change::Switch(f, false) => out.into_iter().filter(|a| a != &format!("--{f}")).collect(),
+            Change::Switch(f, false) => {
+                out.into_iter().filter(|a| a != &format!("--{f}")).collect()
+            }
         };
     }
     out
 }
 
 /// Changes of one flag that alter the command (values from the log).
-fn single_changes(runs: &[DocumentedRun], args: &TrainArgs, flags: &[(&'static str, &'static str)]) -> Vec<Change> {
+fn single_changes(
+    runs: &[DocumentedRun],
+    args: &TrainArgs,
+    flags: &[(&'static str, &'static str)],
+) -> Vec<Change> {
     let mut changes = Vec::new();
     let current = |flag: &str| -> String {
         match flag {
@@ -184,14 +196,24 @@ fn single_changes(runs: &[DocumentedRun], args: &TrainArgs, flags: &[(&'static s
     };
     for &(flag, default) in flags {
         let options: Vec<String> = match flag {
-            "KFAC_ggn_type" => crate::kronecker::GgnType::NAMES.iter().map(|s| s.to_string()).collect(),
-            "KFAC_error_scale" => crate::kronecker::ErrorScale::NAMES.iter().map(|s| s.to_string()).collect(),
-            "ENGD_approximation" => crate::gramian::Approximation::NAMES.iter().map(|s| s.to_string()).collect(),
+            "KFAC_ggn_type" => crate::kronecker::GgnType::NAMES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            "KFAC_error_scale" => crate::kronecker::ErrorScale::NAMES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            "ENGD_approximation" => crate::gramian::Approximation::NAMES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             _ => values_in_log(runs, flag, default),
         };
         let now = current(flag);
         for v in options {
-            let same_number = matches!((v.parse::<f64>(), now.parse::<f64>()), (Ok(a), Ok(b)) if a == b);
+            let same_number =
+                matches!((v.parse::<f64>(), now.parse::<f64>()), (Ok(a), Ok(b)) if a == b);
             if v != now && !same_number {
                 changes.push(Change::Set(flag, v));
             }
@@ -200,18 +222,29 @@ fn single_changes(runs: &[DocumentedRun], args: &TrainArgs, flags: &[(&'static s
     changes
 }
 
-const PROBLEM_FLAGS: [(&str, &str); 4] = [("N_dOmega", "120"), ("N_Omega", "900"), ("data_seed", "0"), ("model_seed", "1")];
+const PROBLEM_FLAGS: [(&str, &str); 4] = [
+    ("N_dOmega", "120"),
+    ("N_Omega", "900"),
+    ("data_seed", "0"),
+    ("model_seed", "1"),
+];
 
 /// Find the problem flags whose initial losses match the documented step 0.
-fn search_problem(runs: &[DocumentedRun], run: &DocumentedRun, step0: &LogLine) -> Result<Option<Vec<Change>>> {
+fn search_problem(
+    runs: &[DocumentedRun],
+    run: &DocumentedRun,
+    step0: &LogLine,
+) -> Result<Option<Vec<Change>>> {
     let args = parse_args(&run.args)?;
     let matches = |changes: &[Change]| -> Result<bool> {
         let config = config_of(&apply(&run.args, changes))?;
         let (pinn, theta) = config.problem.build();
         let l = pinn.losses(&theta);
-        Ok(format!("{:.10}", l.interior) == format!("{:.10}", step0.interior)
-            && format!("{:.10}", l.boundary) == format!("{:.10}", step0.boundary)
-            && relative_error(l.total(), step0.loss) <= 1e-12)
+        Ok(
+            format!("{:.10}", l.interior) == format!("{:.10}", step0.interior)
+                && format!("{:.10}", l.boundary) == format!("{:.10}", step0.boundary)
+                && relative_error(l.total(), step0.loss) <= 1e-12,
+        )
     };
     if matches(&[])? {
         return Ok(Some(Vec::new()));
@@ -224,7 +257,9 @@ fn search_problem(runs: &[DocumentedRun], run: &DocumentedRun, step0: &LogLine) 
     }
     for (i, a) in singles.iter().enumerate() {
         for b in &singles[i + 1..] {
-            if a.describe().split('=').next() != b.describe().split('=').next() && matches(&[a.clone(), b.clone()])? {
+            if a.describe().split('=').next() != b.describe().split('=').next()
+                && matches(&[a.clone(), b.clone()])?
+            {
                 return Ok(Some(vec![a.clone(), b.clone()]));
             }
         }
@@ -237,21 +272,36 @@ fn optimizer_changes(runs: &[DocumentedRun], args: &TrainArgs) -> Vec<Change> {
     match args.optimizer.as_deref() {
         Some("KFAC") => {
             for (flag, on) in [
-                ("KFAC_USE_EXACT_INTERIOR_GRAMIAN", args.kfac_use_exact_interior_gramian),
-                ("KFAC_USE_EXACT_BOUNDARY_GRAMIAN", args.kfac_use_exact_boundary_gramian),
+                (
+                    "KFAC_USE_EXACT_INTERIOR_GRAMIAN",
+                    args.kfac_use_exact_interior_gramian,
+                ),
+                (
+                    "KFAC_USE_EXACT_BOUNDARY_GRAMIAN",
+                    args.kfac_use_exact_boundary_gramian,
+                ),
             ] {
                 changes.push(Change::Switch(flag, !on));
             }
             changes.extend(single_changes(
                 runs,
                 args,
-                &[("KFAC_ggn_type", "type-2"), ("KFAC_error_scale", "inv_sqrt_n"), ("KFAC_ema_factor", "0.95"), ("KFAC_damping", "1e-8")],
+                &[
+                    ("KFAC_ggn_type", "type-2"),
+                    ("KFAC_error_scale", "inv_sqrt_n"),
+                    ("KFAC_ema_factor", "0.95"),
+                    ("KFAC_damping", "1e-8"),
+                ],
             ));
         }
         _ => changes.extend(single_changes(
             runs,
             args,
-            &[("ENGD_approximation", "full"), ("ENGD_damping", "0"), ("ENGD_ema_factor", "0")],
+            &[
+                ("ENGD_approximation", "full"),
+                ("ENGD_damping", "0"),
+                ("ENGD_ema_factor", "0"),
+            ],
         )),
     }
     changes
@@ -269,7 +319,9 @@ fn implications(run: &DocumentedRun, changes: &[String]) -> Vec<String> {
                     .into(),
             );
         } else if let Some(v) = c.strip_prefix("--N_dOmega=") {
-            out.push(format!("The block was produced with --N_dOmega={v}, not the command's value."));
+            out.push(format!(
+                "The block was produced with --N_dOmega={v}, not the command's value."
+            ));
         } else if c == "--KFAC_USE_EXACT_INTERIOR_GRAMIAN" {
             out.push(
                 "The block used the exact interior Gramian: it says nothing about KFAC's interior approximation."
@@ -293,7 +345,11 @@ fn implications(run: &DocumentedRun, changes: &[String]) -> Vec<String> {
     out
 }
 
-fn provenance(runs: &[DocumentedRun], run: &DocumentedRun, documented: &[LogLine]) -> Result<Option<Provenance>> {
+fn provenance(
+    runs: &[DocumentedRun],
+    run: &DocumentedRun,
+    documented: &[LogLine],
+) -> Result<Option<Provenance>> {
     let Some(problem) = search_problem(runs, run, &documented[0])? else {
         return Ok(None);
     };
@@ -315,8 +371,12 @@ fn provenance(runs: &[DocumentedRun], run: &DocumentedRun, documented: &[LogLine
     let prefix = &documented[..documented.len().min(SEARCH_LINES)];
     let mut ranking: Vec<(Candidate, Vec<Change>)> = Vec::new();
     for changes in &candidate_sets {
-        let Ok(config) = config_of(&apply(&base_args, changes)) else { continue };
-        let Ok(ours) = run_prefix(&config, prefix) else { continue };
+        let Ok(config) = config_of(&apply(&base_args, changes)) else {
+            continue;
+        };
+        let Ok(ours) = run_prefix(&config, prefix) else {
+            continue;
+        };
         let (mean_digits, min_digits) = score(&flatten(compare(prefix, &ours)));
         let mut all: Vec<Change> = problem.clone();
         all.extend(changes.iter().cloned());
@@ -331,7 +391,10 @@ fn provenance(runs: &[DocumentedRun], run: &DocumentedRun, documented: &[LogLine
     }
     ranking.sort_by(|a, b| b.0.mean_digits.total_cmp(&a.0.mean_digits));
     let candidates_tried = ranking.len();
-    let (best, best_changes) = ranking.first().cloned().expect("the unchanged candidate always runs");
+    let (best, best_changes) = ranking
+        .first()
+        .cloned()
+        .expect("the unchanged candidate always runs");
     let config = config_of(&apply(&run.args, &best_changes))?;
     let ours = train(&config, &mut std::io::sink(), &mut NoObserver)?;
     let best_fields = flatten(compare(documented, &ours));
@@ -390,9 +453,13 @@ fn replay_block(runs: &[DocumentedRun], run: &DocumentedRun, search: bool) -> Bl
 pub fn replay(path: &Path, search: bool) -> Result<ReplayReport> {
     let runs = debug_log::read(path)?;
     for run in &runs {
-        config_of(&run.args).map_err(|e| anyhow::anyhow!("{}:{}: {e:#}", path.display(), run.command_line))?;
+        config_of(&run.args)
+            .map_err(|e| anyhow::anyhow!("{}:{}: {e:#}", path.display(), run.command_line))?;
     }
-    let blocks = runs.iter().map(|run| replay_block(&runs, run, search)).collect();
+    let blocks = runs
+        .iter()
+        .map(|run| replay_block(&runs, run, search))
+        .collect();
     Ok(ReplayReport {
         log: path.display().to_string(),
         blocks,
@@ -427,7 +494,11 @@ fn first_failure(fields: &[FieldComparison]) -> Option<&FieldComparison> {
 
 /// The report as text, for a reviewer.
 pub fn render(report: &ReplayReport) -> String {
-    let with_output = report.blocks.iter().filter(|b| !matches!(b.status, Status::NoDocumentedOutput)).count();
+    let with_output = report
+        .blocks
+        .iter()
+        .filter(|b| !matches!(b.status, Status::NoDocumentedOutput))
+        .count();
     let mut out = format!(
         "Replay of {}: {} command(s), {} with documented output\n",
         report.log,
@@ -435,7 +506,12 @@ pub fn render(report: &ReplayReport) -> String {
         with_output
     );
     for (i, b) in report.blocks.iter().enumerate() {
-        out.push_str(&format!("\n[{}] line {}: {}\n", i + 1, b.command_line, b.command));
+        out.push_str(&format!(
+            "\n[{}] line {}: {}\n",
+            i + 1,
+            b.command_line,
+            b.command
+        ));
         match b.status {
             Status::Reproduces => {
                 out.push_str("    REPRODUCES: every documented field is within its floor.\n");
@@ -444,11 +520,17 @@ pub fn render(report: &ReplayReport) -> String {
             Status::NoDocumentedOutput => {
                 out.push_str("    no documented output; our run:\n");
                 if let Some(l) = &b.our_last_line {
-                    out.push_str(&format!("    {}\n", crate::golden::redact_time(&l.format())));
+                    out.push_str(&format!(
+                        "    {}\n",
+                        crate::golden::redact_time(&l.format())
+                    ));
                 }
             }
             Status::Failed => {
-                out.push_str(&format!("    FAILED: {}\n", b.error.as_deref().unwrap_or("unknown error")));
+                out.push_str(&format!(
+                    "    FAILED: {}\n",
+                    b.error.as_deref().unwrap_or("unknown error")
+                ));
             }
             Status::DoesNotReproduce => {
                 out.push_str("    DOES NOT REPRODUCE from its command.\n");
@@ -460,7 +542,9 @@ pub fn render(report: &ReplayReport) -> String {
                 }
                 out.push_str(&digits_table(&b.fields, "    "));
                 match &b.provenance {
-                    None => out.push_str("    provenance: no nearby problem set-up matches the documented step 0.\n"),
+                    None => out.push_str(
+                        "    provenance: no nearby problem set-up matches the documented step 0.\n",
+                    ),
                     Some(p) => {
                         if !p.problem_changes.is_empty() {
                             out.push_str(&format!(
@@ -473,7 +557,11 @@ pub fn render(report: &ReplayReport) -> String {
                             p.candidates_tried, SEARCH_LINES
                         ));
                         for (k, c) in p.ranking.iter().enumerate() {
-                            let changes = if c.changes.is_empty() { "(the command as written)".to_string() } else { c.changes.join(" ") };
+                            let changes = if c.changes.is_empty() {
+                                "(the command as written)".to_string()
+                            } else {
+                                c.changes.join(" ")
+                            };
                             out.push_str(&format!(
                                 "      {}. {:<70} mean {:>4.1}, min {:>4.1} digits\n",
                                 k + 1,
@@ -482,7 +570,9 @@ pub fn render(report: &ReplayReport) -> String {
                                 c.min_digits
                             ));
                         }
-                        if p.ranking.len() > 1 && p.ranking[0].mean_digits - p.ranking[1].mean_digits < 1.0 {
+                        if p.ranking.len() > 1
+                            && p.ranking[0].mean_digits - p.ranking[1].mean_digits < 1.0
+                        {
                             out.push_str("      (the top two agree to within one digit: the log cannot tell them apart)\n");
                         }
                         let verdict = if p.best_reproduces {
