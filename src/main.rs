@@ -2,6 +2,7 @@
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 use kfac_check::cli::TrainArgs;
+use kfac_check::lockstep::Follow;
 use kfac_check::output_file::{check_writable, write_atomically};
 use kfac_check::{dump, golden, optimizer::NoObserver, train};
 use std::path::PathBuf;
@@ -34,6 +35,25 @@ enum Command {
         /// The JSON file to write (atomically).
         #[arg(long)]
         out: PathBuf,
+        #[command(flatten)]
+        args: TrainArgs,
+    },
+    /// KFAC against ENGD step by step from the same parameters: per layer
+    /// and term the Kronecker approximation error, the two directions, the
+    /// two line searches, and the first step/layer/quantity out of tolerance.
+    Compare {
+        /// How many steps to compare.
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        /// Tolerance for the verdict (relative).
+        #[arg(long, default_value_t = 1e-6)]
+        rtol: f64,
+        /// Which optimizer moves the parameters: engd or kfac.
+        #[arg(long, default_value = "engd", value_parser = ["engd", "kfac"])]
+        follow: String,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         args: TrainArgs,
     },
@@ -76,6 +96,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
             check_writable(&out)?;
             let dump = dump::dump_at(&args, step)?;
             write_atomically(&out, &serde_json::to_vec(&dump)?)?;
+        }
+        Command::Compare {
+            steps,
+            rtol,
+            follow,
+            json,
+            args,
+        } => {
+            if steps == 0 {
+                bail!("--steps must be at least 1, got 0");
+            }
+            if !(rtol >= 0.0) {
+                bail!("--rtol must be ≥ 0, got {rtol}");
+            }
+            let follow = if follow == "kfac" {
+                Follow::Kfac
+            } else {
+                Follow::Engd
+            };
+            let comparison = kfac_check::compare::compare(&args, follow, steps, rtol)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&comparison)?);
+            } else {
+                print!("{}", kfac_check::compare::render(&comparison));
+            }
         }
         Command::Replay {
             log,

@@ -24,6 +24,10 @@ use std::path::Path;
 /// How far a candidate is run in the search: up to this many documented lines.
 const SEARCH_LINES: usize = 3;
 
+/// Candidates whose mean matching digits differ by less than this are
+/// indistinguishable by the documented numbers.
+const TIE_DIGITS: f64 = 0.5;
+
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Candidate {
     /// Flags changed from the documented command (`--flag=value`, `--switch`, `no --switch`).
@@ -315,7 +319,8 @@ fn implications(run: &DocumentedRun, changes: &[String]) -> Vec<String> {
                 "The block was produced with one boundary point. There the boundary KFAC factor is exact \
                  (B_∂ ⊗ A_∂ equals the boundary Gramian block) and 1/sqrt(N_dOmega) = 1, so the block cannot \
                  show the effect of KFAC's boundary approximation, and any change to a sqrt(batch_size) scaling \
-                 of the boundary error leaves every digit unchanged."
+                 of the boundary error leaves every digit unchanged. For the same reason \
+                 --KFAC_USE_EXACT_BOUNDARY_GRAMIAN changes only rounding there."
                     .into(),
             );
         } else if let Some(v) = c.strip_prefix("--N_dOmega=") {
@@ -390,6 +395,16 @@ fn provenance(
         ));
     }
     ranking.sort_by(|a, b| b.0.mean_digits.total_cmp(&a.0.mean_digits));
+    // Candidates within half a digit of the best are indistinguishable by the
+    // log; the one with the fewest changes explains it most simply.
+    if let Some(top) = ranking.first().map(|r| r.0.mean_digits) {
+        let simplest = (0..ranking.len())
+            .filter(|&i| ranking[i].0.mean_digits >= top - TIE_DIGITS)
+            .min_by_key(|&i| ranking[i].1.len())
+            .unwrap_or(0);
+        let best = ranking.remove(simplest);
+        ranking.insert(0, best);
+    }
     let candidates_tried = ranking.len();
     let (best, best_changes) = ranking
         .first()
@@ -570,10 +585,18 @@ pub fn render(report: &ReplayReport) -> String {
                                 c.min_digits
                             ));
                         }
-                        if p.ranking.len() > 1
-                            && p.ranking[0].mean_digits - p.ranking[1].mean_digits < 1.0
-                        {
-                            out.push_str("      (the top two agree to within one digit: the log cannot tell them apart)\n");
+                        let ties = p
+                            .ranking
+                            .iter()
+                            .skip(1)
+                            .filter(|c| {
+                                (p.ranking[0].mean_digits - c.mean_digits).abs() < TIE_DIGITS
+                            })
+                            .count();
+                        if ties > 0 {
+                            out.push_str(&format!(
+                                "      ({ties} other configuration(s) within {TIE_DIGITS} digits of the first: the log cannot tell them apart; the first has the fewest changes)\n"
+                            ));
                         }
                         let verdict = if p.best_reproduces {
                             "reproduces the whole block within the floors"
