@@ -154,7 +154,7 @@ fn departure(step: &StepComparison, rtol: f64) -> Option<Departure> {
             ),
         ]
         .into_iter()
-        .find(|(_, v)| !(*v <= rtol))
+        .find(|(_, v)| v.is_nan() || *v > rtol)
         .map(|(quantity, value)| Departure {
             step: step.step,
             layer: l.layer,

@@ -53,6 +53,9 @@ pub struct LayerDump {
     pub kfac: Terms<Factors>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub direction: Option<Directions>,
+    /// The parameters `W`, `b` at this step (before the update).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<WeightBias>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -74,6 +77,15 @@ pub struct Dump {
     pub layers: Vec<LayerDump>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_size: Option<StepSizes>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub damping: Option<Damping>,
+}
+
+/// The damping each optimizer applied.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Damping {
+    pub engd: f64,
+    pub kfac: f64,
 }
 
 pub fn matrix(m: &Mat<f64>) -> Matrix {
@@ -137,8 +149,13 @@ impl Dump {
                         engd: direction(&record.engd, l),
                         kfac: direction(&record.kfac, l),
                     }),
+                    params: Some(weight_bias(l, &record.theta)),
                 })
                 .collect(),
+            damping: Some(Damping {
+                engd: lockstep.engd.config.damping,
+                kfac: lockstep.kfac.config.damping,
+            }),
             step_size: Some(StepSizes {
                 engd: record.engd.choice.step_size,
                 kfac: record.kfac.choice.step_size,

@@ -2,6 +2,7 @@
 pub mod cli;
 pub mod compare;
 pub mod debug_log;
+pub mod diff;
 pub mod dump;
 pub mod engd;
 pub mod forward_laplacian;

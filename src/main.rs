@@ -57,6 +57,21 @@ enum Command {
         #[command(flatten)]
         args: TrainArgs,
     },
+    /// Compare two dumps (B against the reference A) quantity by quantity and
+    /// name known mismatch shapes. Exit 0 if all agree, 1 if some differ.
+    Diff {
+        a: PathBuf,
+        b: PathBuf,
+        /// Relative tolerance: |b − a| ≤ atol + rtol·|a|.
+        #[arg(long, default_value_t = 1e-10)]
+        rtol: f64,
+        /// Absolute tolerance.
+        #[arg(long, default_value_t = 0.0)]
+        atol: f64,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Replay a markdown debugging log: run each `python train.py` command,
     /// compare with its documented output, and trace blocks that do not
     /// reproduce to the configuration that produced them.
@@ -107,7 +122,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if steps == 0 {
                 bail!("--steps must be at least 1, got 0");
             }
-            if !(rtol >= 0.0) {
+            if rtol.is_nan() || rtol < 0.0 {
                 bail!("--rtol must be ≥ 0, got {rtol}");
             }
             let follow = if follow == "kfac" {
@@ -120,6 +135,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&comparison)?);
             } else {
                 print!("{}", kfac_check::compare::render(&comparison));
+            }
+        }
+        Command::Diff {
+            a,
+            b,
+            rtol,
+            atol,
+            json,
+        } => {
+            if rtol.is_nan() || atol.is_nan() || rtol < 0.0 || atol < 0.0 {
+                bail!("--rtol and --atol must be ≥ 0");
+            }
+            let (da, db) = (
+                kfac_check::diff::read_dump(&a)?,
+                kfac_check::diff::read_dump(&b)?,
+            );
+            let report =
+                kfac_check::diff::diff(&da, &db, kfac_check::diff::Tolerance { rtol, atol })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", kfac_check::diff::render(&report));
+            }
+            if report.mismatched().next().is_some() {
+                return Ok(ExitCode::from(1));
             }
         }
         Command::Replay {
