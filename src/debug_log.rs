@@ -33,10 +33,18 @@ pub struct TrainCommand {
 
 impl DocumentedRun {
     pub fn train_args(&self) -> Result<TrainArgs> {
-        TrainCommand::try_parse_from(&self.args)
-            .map(|c| c.args)
-            .map_err(|e| anyhow!("{}", e.render().to_string().trim_end()))
+        parse_train_args(&self.args)
     }
+}
+
+/// `train.py`'s flags (the tokens after `train.py`) parsed with our definitions.
+pub fn parse_train_args(args: &[String]) -> Result<TrainArgs> {
+    TrainCommand::try_parse_from(args)
+        .map(|c| c.args)
+        .map_err(|e| {
+            let rendered = e.render().to_string();
+            anyhow!("{}", rendered.trim_end().trim_start_matches("error: "))
+        })
 }
 
 struct Fence {

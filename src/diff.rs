@@ -319,7 +319,9 @@ fn diagnose(kind: &str, a: &Matrix, b: &Matrix, ctx: &Facts<'_>) -> Option<Strin
     let factor = scalar_factor(a, b, n, &ctx.tol)?;
     if kind.ends_with(".B") && factor.contains("a factor of N") {
         // B = Σ e² g gᵀ: without the 1/√N in e, B grows by exactly N.
-        return Some(format!("{factor}; for B: the backpropagated error without its 1/√N (--KFAC_error_scale=one)"));
+        return Some(format!(
+            "{factor}; for B: the backpropagated error without its 1/√N (--KFAC_error_scale=one)"
+        ));
     }
     Some(factor)
 }

@@ -11,13 +11,12 @@
 //! third documented step, ranked by matching significant digits.
 
 use crate::cli::TrainArgs;
-use crate::debug_log::{self, DocumentedRun, TrainCommand, with_overrides};
+use crate::debug_log::{self, DocumentedRun, parse_train_args, with_overrides};
 use crate::log_line::LogLine;
 use crate::optimizer::NoObserver;
 use crate::train::{TrainConfig, Trainer, train};
 use crate::trajectory::{FieldComparison, compare, relative_error};
 use anyhow::Result;
-use clap::Parser;
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -78,14 +77,8 @@ pub struct ReplayReport {
     pub blocks: Vec<BlockReport>,
 }
 
-fn parse_args(args: &[String]) -> Result<TrainArgs> {
-    TrainCommand::try_parse_from(args)
-        .map(|c| c.args)
-        .map_err(|e| anyhow::anyhow!("{}", e.render().to_string().trim_end()))
-}
-
 fn config_of(args: &[String]) -> Result<TrainConfig> {
-    parse_args(args)?.to_config()
+    parse_train_args(args)?.to_config()
 }
 
 /// Run a configuration up to (and including) documented step `last_step`,
@@ -239,7 +232,7 @@ fn search_problem(
     run: &DocumentedRun,
     step0: &LogLine,
 ) -> Result<Option<Vec<Change>>> {
-    let args = parse_args(&run.args)?;
+    let args = parse_train_args(&run.args)?;
     let matches = |changes: &[Change]| -> Result<bool> {
         let config = config_of(&apply(&run.args, changes))?;
         let (pinn, theta) = config.problem.build();
@@ -359,7 +352,7 @@ fn provenance(
         return Ok(None);
     };
     let base_args = apply(&run.args, &problem);
-    let parsed = parse_args(&base_args)?;
+    let parsed = parse_train_args(&base_args)?;
     let singles = optimizer_changes(runs, &parsed);
     let mut candidate_sets: Vec<Vec<Change>> = vec![Vec::new()];
     candidate_sets.extend(singles.iter().map(|c| vec![c.clone()]));

@@ -1,7 +1,7 @@
 //! The showcase: the replay report of the seed log, as an insta snapshot.
 //! The report's own claims are tested in `documented_runs.rs` and
 //! `checker.rs`; this test pins its whole text.
-use kfac_check::replay::{render, replay, Status};
+use kfac_check::replay::{Status, render, replay};
 use std::path::Path;
 
 #[test]
@@ -11,7 +11,13 @@ fn seed_replay_report() {
     let status: Vec<&Status> = report.blocks.iter().map(|b| &b.status).collect();
     assert!(matches!(
         status[..],
-        [Status::Reproduces, Status::Reproduces, Status::Reproduces, Status::DoesNotReproduce, Status::NoDocumentedOutput]
+        [
+            Status::Reproduces,
+            Status::Reproduces,
+            Status::Reproduces,
+            Status::DoesNotReproduce,
+            Status::NoDocumentedOutput
+        ]
     ));
     let best = &report.blocks[3].provenance.as_ref().unwrap().ranking[0].changes;
     assert_eq!(best, &["--N_dOmega=1", "--KFAC_USE_EXACT_INTERIOR_GRAMIAN"]);
