@@ -229,3 +229,30 @@ fn a_later_step_can_be_dumped() {
     assert_eq!(dump.layers[0].gramian.interior.len(), 192);
     assert!(Path::new(&out).exists());
 }
+
+/// Same command, same bits: twice, and with one or two threads (Time aside).
+#[test]
+fn runs_are_deterministic_across_repeats_and_thread_counts() {
+    let run = |threads: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_kfac-check"))
+            .env("RAYON_NUM_THREADS", threads)
+            .args(["train", "--optimizer=KFAC", "--KFAC_damping=1e-6", "--num_steps=12", "--max_logs=12", "--N_Omega=150", "--N_dOmega=20"])
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        kfac_check::golden::redact_time(&String::from_utf8(o.stdout).unwrap())
+    };
+    let one = run("1");
+    assert_eq!(one.lines().count(), kfac_check::log_line::logged_steps(12, 12).len());
+    assert_eq!(one, run("1"));
+    assert_eq!(one, run("2"));
+}
+
+#[test]
+fn zero_steps_and_unreadable_paths_are_rejected() {
+    assert_rejected(&["train", "--optimizer=ENGD", "--num_steps=0"], "--num_steps");
+    assert_rejected(&["train", "--optimizer=ENGD", "--max_logs=0"], "--max_logs");
+    assert_rejected(&["compare", "--optimizer=ENGD", "--steps=0"], "--steps");
+    assert_rejected(&["replay", "/no/such/log.md"], "cannot read /no/such/log.md");
+    assert_rejected(&["diff", "/no/such/a.json", "/no/such/b.json"], "cannot read /no/such/a.json");
+}
