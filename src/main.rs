@@ -23,6 +23,9 @@ struct Cli {
 enum Command {
     /// Train like the original `python train.py`, printing the same log lines.
     Train {
+        /// No progress bar (it is drawn only when stderr is a terminal anyway).
+        #[arg(long)]
+        quiet: bool,
         #[command(flatten)]
         args: TrainArgs,
     },
@@ -101,10 +104,16 @@ enum Command {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Train { args } => {
+        Command::Train { quiet, args } => {
             let config = args.to_config()?;
             let stdout = std::io::stdout();
-            train::train(&config, &mut stdout.lock(), &mut NoObserver)?;
+            if quiet {
+                train::train(&config, &mut stdout.lock(), &mut NoObserver)?;
+            } else {
+                let mut progress = Progress::new(config.num_steps as u64);
+                train::train(&config, &mut stdout.lock(), &mut progress)?;
+                progress.bar.finish_and_clear();
+            }
         }
         Command::Dump { step, out, args } => {
             args.to_config()?;
@@ -232,4 +241,27 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+/// A progress bar on stderr (steps per second, ETA); indicatif draws nothing
+/// when stderr is not a terminal, so logs and pipes stay clean.
+struct Progress {
+    bar: indicatif::ProgressBar,
+}
+
+impl Progress {
+    fn new(steps: u64) -> Self {
+        let bar = indicatif::ProgressBar::new(steps);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} steps, {per_sec}, ETA {eta}")
+                .expect("valid template"),
+        );
+        Self { bar }
+    }
+}
+
+impl kfac_check::optimizer::Observer for Progress {
+    fn observe(&mut self, _: &kfac_check::optimizer::StepRecord<'_>) {
+        self.bar.inc(1);
+    }
 }
