@@ -186,3 +186,76 @@ pub fn dump_at(args: &TrainArgs, step: usize) -> Result<Dump> {
         serde_json::to_value(config)?,
     ))
 }
+
+/// Every matrix of a dump as named arrays, for numpy users:
+/// `loss` (`[L_Ω, L_∂]`) and per layer `layer{i}.grad.weight`,
+/// `layer{i}.grad.bias`, `layer{i}.gramian.interior`, `layer{i}.kfac.boundary.B`,
+/// `layer{i}.direction.kfac.weight`, `layer{i}.params.bias`, …
+pub fn named_arrays(dump: &Dump) -> Vec<(String, Vec<u64>, Vec<f64>)> {
+    let mut out = vec![(
+        "loss".to_string(),
+        vec![2],
+        vec![dump.loss.interior, dump.loss.boundary],
+    )];
+    let mut matrix = |name: String, m: &Matrix| {
+        let cols = m.first().map_or(0, Vec::len);
+        out.push((
+            name,
+            vec![m.len() as u64, cols as u64],
+            m.iter().flatten().copied().collect(),
+        ));
+    };
+    let mut vectors: Vec<(String, Vec<f64>)> = Vec::new();
+    for l in &dump.layers {
+        let p = format!("layer{}", l.index);
+        let mut weight_bias =
+            |name: String, wb: &WeightBias, matrix: &mut dyn FnMut(String, &Matrix)| {
+                matrix(format!("{name}.weight"), &wb.weight);
+                vectors.push((format!("{name}.bias"), wb.bias.clone()));
+            };
+        weight_bias(format!("{p}.grad"), &l.grad, &mut matrix);
+        matrix(format!("{p}.gramian.interior"), &l.gramian.interior);
+        matrix(format!("{p}.gramian.boundary"), &l.gramian.boundary);
+        for (term, f) in [
+            ("interior", &l.kfac.interior),
+            ("boundary", &l.kfac.boundary),
+        ] {
+            matrix(format!("{p}.kfac.{term}.A"), &f.a);
+            matrix(format!("{p}.kfac.{term}.B"), &f.b);
+        }
+        if let Some(d) = &l.direction {
+            weight_bias(format!("{p}.direction.engd"), &d.engd, &mut matrix);
+            weight_bias(format!("{p}.direction.kfac"), &d.kfac, &mut matrix);
+        }
+        if let Some(params) = &l.params {
+            weight_bias(format!("{p}.params"), params, &mut matrix);
+        }
+    }
+    out.extend(
+        vectors
+            .into_iter()
+            .map(|(name, v)| (name, vec![v.len() as u64], v)),
+    );
+    out
+}
+
+/// Write the dump's arrays as a numpy `.npz` archive (atomically).
+pub fn write_npz(dump: &Dump, path: &std::path::Path) -> Result<()> {
+    use npyz::WriterBuilder;
+    crate::output_file::write_atomically_with(path, |file| {
+        let mut npz = npyz::npz::NpzWriter::new(std::io::BufWriter::new(file));
+        for (name, shape, data) in named_arrays(dump) {
+            let options = zip::write::FileOptions::default()
+                .compression_method(zip::CompressionMethod::Stored);
+            let mut writer = npz
+                .array::<f64>(&name, options)?
+                .default_dtype()
+                .shape(&shape)
+                .begin_nd()?;
+            writer.extend(data)?;
+            writer.finish()?;
+        }
+        npz.zip_writer().finish()?;
+        Ok(())
+    })
+}

@@ -10,7 +10,7 @@ use crate::line_search::{StepChoice, choose_step, moved};
 use crate::optimizer::{Optimizer, check_finite, linearize_checked};
 use crate::pinn::{LinearizedPinn, Pinn};
 use crate::train::OptimizerConfig;
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum Follow {
@@ -108,6 +108,9 @@ impl Lockstep {
             step,
             &linearized,
             "KFAC",
+        )
+        .context(
+            "KFAC, evaluated alongside, failed (its damping is --KFAC_damping, or --ENGD_damping when that is absent)",
         )?;
         let followed = match self.follow {
             Follow::Engd => &engd,

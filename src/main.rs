@@ -38,6 +38,9 @@ enum Command {
         /// The JSON file to write (atomically).
         #[arg(long)]
         out: PathBuf,
+        /// Also write every matrix as a numpy `.npz` archive.
+        #[arg(long)]
+        npz: Option<PathBuf>,
         #[command(flatten)]
         args: TrainArgs,
     },
@@ -115,11 +118,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 progress.bar.finish_and_clear();
             }
         }
-        Command::Dump { step, out, args } => {
+        Command::Dump {
+            step,
+            out,
+            npz,
+            args,
+        } => {
             args.to_config()?;
             check_writable(&out)?;
+            if let Some(npz) = &npz {
+                check_writable(npz)?;
+            }
             let dump = dump::dump_at(&args, step)?;
             write_atomically(&out, &serde_json::to_vec(&dump)?)?;
+            if let Some(npz) = &npz {
+                dump::write_npz(&dump, npz)?;
+            }
         }
         Command::Compare {
             steps,
@@ -253,8 +267,10 @@ impl Progress {
     fn new(steps: u64) -> Self {
         let bar = indicatif::ProgressBar::new(steps);
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} steps, {per_sec}, ETA {eta}")
-                .expect("valid template"),
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} steps, {per_sec}, ETA {eta}",
+            )
+            .expect("valid template"),
         );
         Self { bar }
     }

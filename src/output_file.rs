@@ -23,10 +23,18 @@ fn parent_dir(path: &Path) -> &Path {
 }
 
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomically_with(path, |file| Ok(file.write_all(bytes)?))
+}
+
+/// Let `write` fill a temporary file beside `path`, then rename it into place.
+/// If `write` fails, the temporary file is removed and `path` is untouched.
+pub fn write_atomically_with(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> Result<()>,
+) -> Result<()> {
     let mut tmp = tempfile::NamedTempFile::new_in(parent_dir(path))
         .with_context(|| format!("cannot write {}", path.display()))?;
-    tmp.write_all(bytes)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    write(tmp.as_file_mut()).with_context(|| format!("cannot write {}", path.display()))?;
     // A temporary file is private (0600); the result should be an ordinary file.
     #[cfg(unix)]
     {

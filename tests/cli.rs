@@ -236,23 +236,89 @@ fn runs_are_deterministic_across_repeats_and_thread_counts() {
     let run = |threads: &str| {
         let o = Command::new(env!("CARGO_BIN_EXE_kfac-check"))
             .env("RAYON_NUM_THREADS", threads)
-            .args(["train", "--optimizer=KFAC", "--KFAC_damping=1e-6", "--num_steps=12", "--max_logs=12", "--N_Omega=150", "--N_dOmega=20"])
+            .args([
+                "train",
+                "--optimizer=KFAC",
+                "--KFAC_damping=1e-6",
+                "--num_steps=12",
+                "--max_logs=12",
+                "--N_Omega=150",
+                "--N_dOmega=20",
+            ])
             .output()
             .unwrap();
         assert!(o.status.success());
         kfac_check::golden::redact_time(&String::from_utf8(o.stdout).unwrap())
     };
     let one = run("1");
-    assert_eq!(one.lines().count(), kfac_check::log_line::logged_steps(12, 12).len());
+    assert_eq!(
+        one.lines().count(),
+        kfac_check::log_line::logged_steps(12, 12).len()
+    );
     assert_eq!(one, run("1"));
     assert_eq!(one, run("2"));
 }
 
 #[test]
 fn zero_steps_and_unreadable_paths_are_rejected() {
-    assert_rejected(&["train", "--optimizer=ENGD", "--num_steps=0"], "--num_steps");
+    assert_rejected(
+        &["train", "--optimizer=ENGD", "--num_steps=0"],
+        "--num_steps",
+    );
     assert_rejected(&["train", "--optimizer=ENGD", "--max_logs=0"], "--max_logs");
     assert_rejected(&["compare", "--optimizer=ENGD", "--steps=0"], "--steps");
-    assert_rejected(&["replay", "/no/such/log.md"], "cannot read /no/such/log.md");
-    assert_rejected(&["diff", "/no/such/a.json", "/no/such/b.json"], "cannot read /no/such/a.json");
+    assert_rejected(
+        &["replay", "/no/such/log.md"],
+        "cannot read /no/such/log.md",
+    );
+    assert_rejected(
+        &["diff", "/no/such/a.json", "/no/such/b.json"],
+        "cannot read /no/such/a.json",
+    );
+}
+
+/// `--npz` writes every matrix of the dump, readable as numpy arrays, equal to the JSON.
+#[test]
+fn npz_export_matches_the_json_dump() {
+    let dir = tempfile::tempdir().unwrap();
+    let (json, npz) = (dir.path().join("d.json"), dir.path().join("d.npz"));
+    let o = kfac_check(&[
+        "dump",
+        "--step=1",
+        "--optimizer=KFAC",
+        "--KFAC_damping=1e-6",
+        "--N_Omega=40",
+        "--N_dOmega=4",
+        "--out",
+        json.to_str().unwrap(),
+        "--npz",
+        npz.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dump: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let mut archive = npyz::npz::NpzArchive::open(&npz).unwrap();
+    let mut read = |name: &str| {
+        let array = archive
+            .by_name(name)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{name} missing"));
+        (array.shape().to_vec(), array.into_vec::<f64>().unwrap())
+    };
+    let (shape, data) = read("layer0.gramian.interior");
+    assert_eq!(shape, [192, 192]);
+    assert_eq!(data, floats(&dump["layers"][0]["gramian"]["interior"]));
+    let (shape, data) = read("layer1.kfac.boundary.A");
+    assert_eq!(shape, [65, 65]);
+    assert_eq!(data, floats(&dump["layers"][1]["kfac"]["boundary"]["A"]));
+    let (shape, data) = read("layer0.grad.bias");
+    assert_eq!(shape, [64]);
+    assert_eq!(data, floats(&dump["layers"][0]["grad"]["bias"]));
+    assert_eq!(
+        read("loss").1,
+        [
+            dump["loss"]["interior"].as_f64().unwrap(),
+            dump["loss"]["boundary"].as_f64().unwrap()
+        ]
+    );
 }

@@ -121,16 +121,33 @@ fn observers_see_every_step() {
     struct Recorder(Vec<(usize, f64, f64)>);
     impl Observer for Recorder {
         fn observe(&mut self, r: &StepRecord<'_>) {
-            self.0.push((r.step, r.choice.step_size, r.linearized.losses.total()));
+            self.0
+                .push((r.step, r.choice.step_size, r.linearized.losses.total()));
         }
     }
-    let args = ["--optimizer=ENGD", "--num_steps=4", "--max_logs=4", "--N_Omega=40", "--N_dOmega=4"];
-    let config = <kfac_check::debug_log::TrainCommand as clap::Parser>::try_parse_from(args).unwrap().args.to_config().unwrap();
+    let args = [
+        "--optimizer=ENGD",
+        "--num_steps=4",
+        "--max_logs=4",
+        "--N_Omega=40",
+        "--N_dOmega=4",
+    ];
+    let config = <kfac_check::debug_log::TrainCommand as clap::Parser>::try_parse_from(args)
+        .unwrap()
+        .args
+        .to_config()
+        .unwrap();
     let mut recorder = Recorder(Vec::new());
     let lines = kfac_check::train::train(&config, &mut std::io::sink(), &mut recorder).unwrap();
-    assert_eq!(recorder.0.iter().map(|r| r.0).collect::<Vec<_>>(), [0, 1, 2, 3]);
+    assert_eq!(
+        recorder.0.iter().map(|r| r.0).collect::<Vec<_>>(),
+        [0, 1, 2, 3]
+    );
     for line in &lines {
-        assert_eq!(recorder.0[line.step].2, line.loss, "the logged loss is the observed one");
+        assert_eq!(
+            recorder.0[line.step].2, line.loss,
+            "the logged loss is the observed one"
+        );
     }
 }
 
@@ -138,18 +155,37 @@ fn observers_see_every_step() {
 /// and the run prints the reference's warning.
 #[test]
 fn line_search_without_decrease_takes_no_step() {
-    use kfac_check::line_search::{choose_step, Grid, StepSize};
+    use kfac_check::line_search::{Grid, StepSize, choose_step};
     let (pinn, theta) = small();
     let lin = pinn.linearize(&theta);
     let ascent = lin.gradient.clone();
-    let choice = choose_step(&pinn, &theta, &ascent, lin.losses.total(), &StepSize::GridLineSearch(Grid::default()));
+    let choice = choose_step(
+        &pinn,
+        &theta,
+        &ascent,
+        lin.losses.total(),
+        &StepSize::GridLineSearch(Grid::default()),
+    );
     assert!(choice.no_decrease);
     assert_eq!(choice.step_size, 0.0);
     assert!(choice.grid.iter().all(|(_, f)| *f > lin.losses.total()));
     // A descent direction does decrease it, at the first best grid point.
     let descent: Vec<f64> = ascent.iter().map(|g| -g).collect();
-    let choice = choose_step(&pinn, &theta, &descent, lin.losses.total(), &StepSize::GridLineSearch(Grid::default()));
-    let best = choice.grid.iter().map(|(_, f)| *f).fold(f64::INFINITY, f64::min);
+    let choice = choose_step(
+        &pinn,
+        &theta,
+        &descent,
+        lin.losses.total(),
+        &StepSize::GridLineSearch(Grid::default()),
+    );
+    let best = choice
+        .grid
+        .iter()
+        .map(|(_, f)| *f)
+        .fold(f64::INFINITY, f64::min);
     assert_eq!(choice.loss, Some(best));
-    assert_eq!(choice.step_size, choice.grid.iter().find(|(_, f)| *f == best).unwrap().0);
+    assert_eq!(
+        choice.step_size,
+        choice.grid.iter().find(|(_, f)| *f == best).unwrap().0
+    );
 }
