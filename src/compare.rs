@@ -227,3 +227,53 @@ pub fn render(c: &Comparison) -> String {
     }
     out
 }
+
+/// Heatmaps at the first step, per layer and term: the exact Gramian block,
+/// its Kronecker approximation `B ⊗ A` (both in the KFAC basis) and their
+/// difference, as PNG and SVG in `dir`.
+pub fn plot_heatmaps(args: &TrainArgs, dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    let mut lockstep = Lockstep::new(args, Follow::Engd)?;
+    let record = lockstep.step()?;
+    let lin = &record.linearized;
+    let layers = lockstep.pinn.mlp.layers();
+    let settings = &lockstep.kfac.config.settings;
+    let mut written = Vec::new();
+    for (term, lin_term, residual, jacobian) in [
+        (
+            "interior",
+            &lin.interior,
+            &lin.residual_interior,
+            &lin.jacobian_interior,
+        ),
+        (
+            "boundary",
+            &lin.boundary,
+            &lin.residual_boundary,
+            &lin.jacobian_boundary,
+        ),
+    ] {
+        let factors = kronecker_factors(lin_term, residual, settings);
+        for (l, exact) in layer_blocks(jacobian.as_ref(), &layers).iter().enumerate() {
+            let exact = gramian_to_kfac_basis(&layers[l], exact.as_ref());
+            let approx = kron(factors[l].b.as_ref(), factors[l].a.as_ref());
+            let difference = &approx - &exact;
+            let maps = [
+                ("exact Gramian block".to_string(), exact),
+                ("B ⊗ A".to_string(), approx),
+                ("B ⊗ A − G".to_string(), difference),
+            ];
+            for ext in ["png", "svg"] {
+                let path = dir.join(format!("layer{l}_{term}.{ext}"));
+                crate::plot::heatmaps(
+                    &path,
+                    &format!("layer {l}, {term} term, step 0 (KFAC basis)"),
+                    &maps,
+                )?;
+                written.push(path);
+            }
+        }
+    }
+    Ok(written)
+}

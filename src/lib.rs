@@ -21,6 +21,7 @@ pub mod moving_average;
 pub mod optimizer;
 pub mod output_file;
 pub mod pinn;
+pub mod plot;
 pub mod problem;
 pub mod replay;
 pub mod tanh;

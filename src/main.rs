@@ -60,6 +60,10 @@ enum Command {
         /// Print JSON instead of tables.
         #[arg(long)]
         json: bool,
+        /// Also draw heatmaps of each layer's exact block, B ⊗ A and their
+        /// difference at the first step into this directory.
+        #[arg(long)]
+        plot: Option<PathBuf>,
         #[command(flatten)]
         args: TrainArgs,
     },
@@ -90,6 +94,18 @@ enum Command {
         /// Skip the provenance search.
         #[arg(long)]
         no_search: bool,
+        /// Also draw the trajectories (documented vs ours) into this directory.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+    },
+    /// Draw a log's trajectories, documented vs ours (Loss and L2 error,
+    /// log scale), as PNG and SVG: `replay --no-search --plot DIR`.
+    Plot {
+        /// The markdown log.
+        log: PathBuf,
+        /// The directory for the pictures.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Regenerate or check the golden logs under `snapshots/`.
     Golden {
@@ -140,6 +156,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             rtol,
             follow,
             json,
+            plot,
             args,
         } => {
             if steps == 0 {
@@ -154,6 +171,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Follow::Engd
             };
             let comparison = kfac_check::compare::compare(&args, follow, steps, rtol)?;
+            if let Some(dir) = plot {
+                for path in kfac_check::compare::plot_heatmaps(&args, &dir)? {
+                    eprintln!("wrote {}", path.display());
+                }
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&comparison)?);
             } else {
@@ -185,12 +207,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
         }
+        Command::Plot { log, out } => {
+            let report = kfac_check::replay::replay(&log, false)?;
+            for path in kfac_check::replay::plot(&report, &out)? {
+                println!("wrote {}", path.display());
+            }
+        }
         Command::Replay {
             log,
             json,
             no_search,
+            plot,
         } => {
             let report = kfac_check::replay::replay(&log, !no_search)?;
+            if let Some(dir) = plot {
+                for path in kfac_check::replay::plot(&report, &dir)? {
+                    eprintln!("wrote {}", path.display());
+                }
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

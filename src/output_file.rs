@@ -32,9 +32,24 @@ pub fn write_atomically_with(
     path: &Path,
     write: impl FnOnce(&mut std::fs::File) -> Result<()>,
 ) -> Result<()> {
-    let mut tmp = tempfile::NamedTempFile::new_in(parent_dir(path))
+    via_temporary_file(path, |tmp| write(tmp.as_file_mut()))
+}
+
+/// The one place that creates, fills and renames a temporary file beside
+/// `path` (with `path`'s extension, for writers that go by it).
+pub fn via_temporary_file(
+    path: &Path,
+    fill: impl FnOnce(&mut tempfile::NamedTempFile) -> Result<()>,
+) -> Result<()> {
+    let suffix = path
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    let mut tmp = tempfile::Builder::new()
+        .suffix(&suffix)
+        .tempfile_in(parent_dir(path))
         .with_context(|| format!("cannot write {}", path.display()))?;
-    write(tmp.as_file_mut()).with_context(|| format!("cannot write {}", path.display()))?;
+    fill(&mut tmp).with_context(|| format!("cannot write {}", path.display()))?;
     // A temporary file is private (0600); the result should be an ordinary file.
     #[cfg(unix)]
     {

@@ -16,7 +16,7 @@ use crate::log_line::LogLine;
 use crate::optimizer::NoObserver;
 use crate::train::{TrainConfig, Trainer, train};
 use crate::trajectory::{FieldComparison, compare, relative_error};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -608,4 +608,92 @@ pub fn render(report: &ReplayReport) -> String {
         }
     }
     out
+}
+
+fn panels_of(series: Vec<(String, bool, usize, &[FieldComparison])>) -> Vec<crate::plot::Panel> {
+    ["Loss", "L2 Error"]
+        .iter()
+        .map(|field| crate::plot::Panel {
+            y_label: field.to_string(),
+            series: series
+                .iter()
+                .map(|(label, documented, color, fields)| crate::plot::Series {
+                    label: label.clone(),
+                    documented: *documented,
+                    color: *color,
+                    points: fields
+                        .iter()
+                        .filter(|f| f.field == *field)
+                        .map(|f| {
+                            (
+                                f.step as f64,
+                                if *documented { f.documented } else { f.ours },
+                            )
+                        })
+                        .collect(),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// Pictures of a replay in `dir`: per block with output, documented against
+/// ours (and the best configuration found), and an overview of every
+/// documented trajectory side by side (ENGD and KFAC), each as PNG and SVG.
+pub fn plot(report: &ReplayReport, dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut written = Vec::new();
+    let mut overview = Vec::new();
+    for (i, b) in report.blocks.iter().enumerate() {
+        if b.fields.is_empty() {
+            continue;
+        }
+        let mut series = vec![
+            ("documented".to_string(), true, 0, b.fields.as_slice()),
+            (
+                "ours, the command as written".to_string(),
+                false,
+                0,
+                b.fields.as_slice(),
+            ),
+        ];
+        if let Some(p) = &b.provenance {
+            series.push((
+                format!("ours, {}", p.ranking[0].changes.join(" ")),
+                false,
+                1,
+                p.best_fields.as_slice(),
+            ));
+        }
+        let optimizer = if b.command.contains("--optimizer=ENGD") {
+            "ENGD"
+        } else {
+            "KFAC"
+        };
+        overview.push((
+            format!("[{}] {optimizer}, line {}", i + 1, b.command_line),
+            true,
+            i,
+            b.fields.as_slice(),
+        ));
+        for ext in ["png", "svg"] {
+            let path = dir.join(format!("block{}.{ext}", i + 1));
+            crate::plot::trajectories(
+                &path,
+                &format!("[{}] line {}: documented vs ours", i + 1, b.command_line),
+                &panels_of(series.clone()),
+            )?;
+            written.push(path);
+        }
+    }
+    for ext in ["png", "svg"] {
+        let path = dir.join(format!("overview.{ext}"));
+        crate::plot::trajectories(
+            &path,
+            "documented trajectories",
+            &panels_of(overview.clone()),
+        )?;
+        written.push(path);
+    }
+    Ok(written)
 }
