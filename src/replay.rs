@@ -14,7 +14,7 @@ use crate::cli::TrainArgs;
 use crate::debug_log::{self, DocumentedRun, parse_train_args, with_overrides};
 use crate::log_line::LogLine;
 use crate::optimizer::NoObserver;
-use crate::train::{TrainConfig, Trainer, train};
+use crate::train::{TrainConfig, run_steps, train};
 use crate::trajectory::{FieldComparison, compare, relative_error};
 use anyhow::{Context, Result};
 use std::collections::BTreeSet;
@@ -81,27 +81,18 @@ fn config_of(args: &[String]) -> Result<TrainConfig> {
     parse_train_args(args)?.to_config()
 }
 
-/// Run a configuration up to (and including) documented step `last_step`,
-/// producing log lines at the documented steps.
+/// Run a configuration up to (and including) the last documented step,
+/// logging at the documented steps.
 fn run_prefix(config: &TrainConfig, documented: &[LogLine]) -> Result<Vec<LogLine>> {
-    let mut trainer = Trainer::new(config);
-    let last = documented.last().map_or(0, |l| l.step);
-    let mut lines = Vec::new();
-    for step in 0..=last {
-        let outcome = trainer.step(&mut NoObserver)?;
-        if documented.iter().any(|d| d.step == step) {
-            lines.push(LogLine {
-                step,
-                num_steps: config.num_steps,
-                loss: outcome.losses.total(),
-                l2_error: trainer.pinn.l2_error(&trainer.theta),
-                interior: outcome.losses.interior,
-                boundary: outcome.losses.boundary,
-                time: 0.0,
-            });
-        }
-    }
-    Ok(lines)
+    let steps: Vec<usize> = documented.iter().map(|l| l.step).collect();
+    let last = steps.last().map_or(0, |s| *s);
+    run_steps(
+        config,
+        last + 1,
+        &steps,
+        &mut std::io::sink(),
+        &mut NoObserver,
+    )
 }
 
 fn flatten(comparisons: Vec<(usize, Option<Vec<FieldComparison>>)>) -> Vec<FieldComparison> {

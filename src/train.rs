@@ -98,11 +98,22 @@ pub fn train(
     out: &mut dyn Write,
     observer: &mut dyn Observer,
 ) -> Result<Vec<LogLine>> {
-    let mut trainer = Trainer::new(config);
     let logged = logged_steps(config.num_steps, config.max_logs);
+    run_steps(config, config.num_steps, &logged, out, observer)
+}
+
+/// The first `steps` steps of a run, logging at `logged` (sorted) steps.
+pub fn run_steps(
+    config: &TrainConfig,
+    steps: usize,
+    logged: &[usize],
+    out: &mut dyn Write,
+    observer: &mut dyn Observer,
+) -> Result<Vec<LogLine>> {
+    let mut trainer = Trainer::new(config);
     let start = Instant::now();
     let mut lines = Vec::new();
-    for step in 0..config.num_steps {
+    for step in 0..steps {
         let outcome = trainer.step(observer)?;
         if outcome.choice.no_decrease {
             writeln!(out, "{NO_DECREASE_WARNING}")?;
