@@ -128,32 +128,24 @@ impl Linearization {
         }
     }
 
-    /// One layer's per-point gradients `∂ output_n / ∂θ_layer` as an `N × P_l`
-    /// matrix in the Gramian basis: `Σ_s ḡ_{n,s} ã_{n,s}ᵀ`, flattened.
-    pub fn layer_jacobian(&self, layer: usize) -> Mat<f64> {
-        let shape = self.layers[layer];
-        let mut jac = Mat::<f64>::zeros(self.n_points, shape.n_params());
-        self.write_layer_jacobian(layer, &mut jac, 0);
-        jac
-    }
-
-    fn write_layer_jacobian(&self, layer: usize, jac: &mut Mat<f64>, col0: usize) {
+    /// Add point `n`'s gradient for one layer, `Σ_s ḡ_{n,s} ã_{n,s}ᵀ`
+    /// flattened in the Gramian basis (W row-major, then b), into `row`.
+    fn add_point_gradient(&self, layer: usize, n: usize, row: &mut [f64]) {
         let shape = self.layers[layer];
         let (d_in, d_out, rows) = (shape.d_in, shape.d_out, self.rows_per_point);
-        let x = &self.inputs[layer];
-        let g = &self.output_grads[layer];
-        for n in 0..self.n_points {
-            for s in 0..rows {
-                let r = n * rows + s;
-                let a = &x[r * d_in..(r + 1) * d_in];
-                for i in 0..d_out {
-                    let gi = g[r * d_out + i];
-                    for (j, aj) in a.iter().enumerate() {
-                        jac[(n, col0 + i * d_in + j)] += gi * aj;
-                    }
-                    if s == 0 {
-                        jac[(n, col0 + d_out * d_in + i)] += gi;
-                    }
+        let (weights, bias) = row.split_at_mut(d_out * d_in);
+        for s in 0..rows {
+            let r = n * rows + s;
+            let a = &self.inputs[layer][r * d_in..(r + 1) * d_in];
+            let g = &self.output_grads[layer][r * d_out..(r + 1) * d_out];
+            for (w_row, gi) in weights.chunks_exact_mut(d_in).zip(g) {
+                for (w, aj) in w_row.iter_mut().zip(a) {
+                    *w += gi * aj;
+                }
+            }
+            if s == 0 {
+                for (b, gi) in bias.iter_mut().zip(g) {
+                    *b += gi;
                 }
             }
         }
@@ -161,11 +153,14 @@ impl Linearization {
 
     /// All per-point gradients, `N × P` in the Gramian basis.
     pub fn jacobian(&self) -> Mat<f64> {
-        let n_params = self.layers.iter().map(LayerShape::n_params).sum();
-        let mut jac = Mat::<f64>::zeros(self.n_points, n_params);
-        for (l, shape) in self.layers.iter().enumerate() {
-            self.write_layer_jacobian(l, &mut jac, shape.offset);
+        let n_params: usize = self.layers.iter().map(LayerShape::n_params).sum();
+        // Built row by row (contiguous), then laid out as faer's column-major matrix.
+        let mut rows = vec![0.0; self.n_points * n_params];
+        for (n, row) in rows.chunks_exact_mut(n_params).enumerate() {
+            for (l, shape) in self.layers.iter().enumerate() {
+                self.add_point_gradient(l, n, &mut row[shape.range()]);
+            }
         }
-        jac
+        Mat::from_fn(self.n_points, n_params, |i, j| rows[i * n_params + j])
     }
 }

@@ -56,6 +56,11 @@ impl TermCurvature {
     }
 }
 
+/// Term `t` (0 interior, 1 boundary) of a layer's curvature.
+fn term_of(c: &mut (TermCurvature, TermCurvature), t: usize) -> &mut TermCurvature {
+    if t == 0 { &mut c.0 } else { &mut c.1 }
+}
+
 enum LayerInverse {
     Kronecker(KroneckerSumInverse),
     Explicit(PseudoInverse),
@@ -105,25 +110,41 @@ impl Kfac {
     }
 
     /// Fold this step's factors (or exact blocks) into the moving averages.
+    /// Fold this step's factors (or exact blocks) into the moving averages;
+    /// each term computes only what it uses.
     fn update_curvature(&mut self, lin: &LinearizedPinn) {
         let s = &self.config.settings;
-        let factors_interior = kronecker_factors(&lin.interior, &lin.residual_interior, s);
-        let factors_boundary = kronecker_factors(&lin.boundary, &lin.residual_boundary, s);
-        let exact_interior = layer_blocks(lin.jacobian_interior.as_ref(), &self.layers);
-        let exact_boundary = layer_blocks(lin.jacobian_boundary.as_ref(), &self.layers);
-        for (l, (interior, boundary)) in self.curvature.iter_mut().enumerate() {
-            let shape = &self.layers[l];
-            for (term, factors, exact) in [
-                (interior, &factors_interior[l], &exact_interior[l]),
-                (boundary, &factors_boundary[l], &exact_boundary[l]),
-            ] {
-                match term {
-                    TermCurvature::Kronecker { a, b } => {
-                        a.update(&factors.a);
-                        b.update(&factors.b);
+        let terms = [
+            (
+                &lin.interior,
+                &lin.residual_interior,
+                &lin.jacobian_interior,
+            ),
+            (
+                &lin.boundary,
+                &lin.residual_boundary,
+                &lin.jacobian_boundary,
+            ),
+        ];
+        for (t, (linearization, residual, jacobian)) in terms.into_iter().enumerate() {
+            let exact = [
+                self.config.use_exact_interior_gramian,
+                self.config.use_exact_boundary_gramian,
+            ][t];
+            if exact {
+                let blocks = layer_blocks(jacobian.as_ref(), &self.layers);
+                for ((shape, block), c) in self.layers.iter().zip(&blocks).zip(&mut self.curvature)
+                {
+                    if let TermCurvature::Exact(g) = term_of(c, t) {
+                        g.update(&gramian_to_kfac_basis(shape, block.as_ref()));
                     }
-                    TermCurvature::Exact(g) => {
-                        g.update(&gramian_to_kfac_basis(shape, exact.as_ref()))
+                }
+            } else {
+                let factors = kronecker_factors(linearization, residual, s);
+                for (f, c) in factors.iter().zip(&mut self.curvature) {
+                    if let TermCurvature::Kronecker { a, b } = term_of(c, t) {
+                        a.update(&f.a);
+                        b.update(&f.b);
                     }
                 }
             }

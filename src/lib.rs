@@ -1,4 +1,5 @@
 //! kfac-check: an exact float64 reference for ENGD and KFAC on Poisson PINNs.
+pub mod bench;
 pub mod cli;
 pub mod compare;
 pub mod debug_log;

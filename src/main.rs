@@ -107,6 +107,18 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Time representative runs per step, split into linearisation,
+    /// direction and line search (median of --repeats).
+    Bench {
+        #[arg(long, default_value_t = 1)]
+        repeats: usize,
+        /// Also time 5 steps at N_Omega = 900, 3000, 10000 for both models.
+        #[arg(long)]
+        scaling: bool,
+        /// Also time a full replay (with provenance search) of this log.
+        #[arg(long)]
+        replay: Option<PathBuf>,
+    },
     /// Regenerate or check the golden logs under `snapshots/`.
     Golden {
         /// Rewrite every golden log from our output.
@@ -230,6 +242,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 print!("{}", kfac_check::replay::render(&report));
             }
+        }
+        Command::Bench {
+            repeats,
+            scaling,
+            replay,
+        } => {
+            let (timings, replay) = kfac_check::bench::bench(repeats, scaling, replay.as_deref())?;
+            print!("{}", kfac_check::bench::render(&timings, replay));
         }
         Command::Golden { regen, check, root } => {
             if regen {

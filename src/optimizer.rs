@@ -5,6 +5,7 @@
 use crate::line_search::{StepChoice, StepSize, choose_step, moved};
 use crate::pinn::{LinearizedPinn, Losses, Pinn};
 use anyhow::{Result, bail};
+use std::time::{Duration, Instant};
 
 /// Everything one step computed, before `θ` moves.
 pub struct StepRecord<'a> {
@@ -37,6 +38,18 @@ pub trait Optimizer {
 pub struct StepOutcome {
     pub losses: Losses,
     pub choice: StepChoice,
+    pub timings: StepTimings,
+}
+
+/// Where one step's wall time went.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StepTimings {
+    /// Forward Laplacian, backward pass, Jacobians, residuals, gradient.
+    pub linearize: Duration,
+    /// Gramians or Kronecker factors, moving averages, factorisations, solves.
+    pub direction: Duration,
+    /// The grid line search (or nothing, for a fixed step).
+    pub line_search: Duration,
 }
 
 pub fn check_finite(step: usize, what: &str, values: &[f64]) -> Result<()> {
@@ -67,9 +80,12 @@ pub fn take_step(
     step: usize,
     observer: &mut dyn Observer,
 ) -> Result<StepOutcome> {
+    let start = Instant::now();
     let linearized = linearize_checked(pinn, theta, step)?;
+    let linearized_at = Instant::now();
     let direction = optimizer.direction(step, &linearized)?;
     check_finite(step, "direction", &direction)?;
+    let direction_at = Instant::now();
     let choice = choose_step(
         pinn,
         theta,
@@ -77,6 +93,11 @@ pub fn take_step(
         linearized.losses.total(),
         optimizer.step_size_rule(),
     );
+    let timings = StepTimings {
+        linearize: linearized_at - start,
+        direction: direction_at - linearized_at,
+        line_search: direction_at.elapsed(),
+    };
     observer.observe(&StepRecord {
         step,
         theta,
@@ -89,5 +110,6 @@ pub fn take_step(
     Ok(StepOutcome {
         losses: linearized.losses,
         choice,
+        timings,
     })
 }

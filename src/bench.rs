@@ -1,0 +1,154 @@
+//! `kfac-check bench`: wall time per step of representative runs, split into
+//! linearisation (forward Laplacian, backward pass, Jacobians), direction
+//! (Gramians or factors, factorisations, solves) and line search.
+
+use crate::debug_log::parse_train_args;
+use crate::optimizer::NoObserver;
+use crate::train::Trainer;
+use anyhow::Result;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+pub struct Scenario {
+    pub name: &'static str,
+    pub flags: &'static str,
+    /// Steps timed (the documented runs take 100; the big ones fewer).
+    pub steps: usize,
+}
+
+pub const SCENARIOS: [Scenario; 4] = [
+    Scenario {
+        name: "ENGD per_layer (documented, N_Ω=900, N_∂=120)",
+        flags: "--optimizer=ENGD --num_steps=100 --max_logs=10 --ENGD_damping=1e-8 --ENGD_approximation=per_layer",
+        steps: 100,
+    },
+    Scenario {
+        name: "KFAC plain (documented)",
+        flags: "--optimizer=KFAC --num_steps=100 --max_logs=10 --KFAC_ema_factor=0.0 --KFAC_damping=1e-8",
+        steps: 100,
+    },
+    Scenario {
+        name: "ENGD full (N_Ω=900, N_∂=120)",
+        flags: "--optimizer=ENGD --num_steps=100 --max_logs=10 --ENGD_damping=1e-8",
+        steps: 100,
+    },
+    Scenario {
+        name: "KFAC, mlp-tanh-64-48-32-16, d=5, N_Ω=3000, N_∂=500",
+        flags: "--optimizer=KFAC --KFAC_damping=1e-8 --model=mlp-tanh-64-48-32-16 --dim_Omega=5 --N_Omega=3000 --N_dOmega=500",
+        steps: 5,
+    },
+];
+
+/// One timed run: `wall` includes the set-up.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Timing {
+    pub name: String,
+    pub steps: usize,
+    pub wall: Duration,
+    pub linearize: Duration,
+    pub direction: Duration,
+    pub line_search: Duration,
+}
+
+pub fn time_run(name: &str, flags: &str, steps: usize) -> Result<Timing> {
+    let args: Vec<String> = flags.split_whitespace().map(str::to_string).collect();
+    let config = parse_train_args(&args)?.to_config()?;
+    let start = Instant::now();
+    let mut trainer = Trainer::new(&config);
+    let mut t = Timing {
+        name: name.to_string(),
+        steps,
+        wall: Duration::ZERO,
+        linearize: Duration::ZERO,
+        direction: Duration::ZERO,
+        line_search: Duration::ZERO,
+    };
+    for _ in 0..steps {
+        let timings = trainer.step(&mut NoObserver)?.timings;
+        t.linearize += timings.linearize;
+        t.direction += timings.direction;
+        t.line_search += timings.line_search;
+    }
+    t.wall = start.elapsed();
+    Ok(t)
+}
+
+/// The median (by wall time) of `repeats` runs.
+pub fn median_run(name: &str, flags: &str, steps: usize, repeats: usize) -> Result<Timing> {
+    let mut runs = (0..repeats.max(1))
+        .map(|_| time_run(name, flags, steps))
+        .collect::<Result<Vec<_>>>()?;
+    runs.sort_by_key(|t| t.wall);
+    Ok(runs.swap_remove(runs.len() / 2))
+}
+
+/// The benchmark table: every scenario, plus the time per step against
+/// `N_Ω` (900, 3000, 10000) with `scaling`, and a full replay of `seed_log`.
+pub fn bench(
+    repeats: usize,
+    scaling: bool,
+    seed_log: Option<&Path>,
+) -> Result<(Vec<Timing>, Option<Duration>)> {
+    let mut out = Vec::new();
+    for s in &SCENARIOS {
+        out.push(median_run(s.name, s.flags, s.steps, repeats)?);
+    }
+    if scaling {
+        for n in [900, 3000, 10000] {
+            for (model, optimizer) in [
+                ("mlp-tanh-64", "ENGD --ENGD_approximation=per_layer"),
+                ("mlp-tanh-64", "ENGD"),
+                ("mlp-tanh-64-48-32-16", "KFAC"),
+            ] {
+                let flags = format!(
+                    "--optimizer={optimizer} --ENGD_damping=1e-8 --KFAC_damping=1e-8 --model={model} --N_Omega={n}"
+                );
+                let name = format!("scaling: {optimizer}, {model}, N_Ω={n}")
+                    .replace("--ENGD_approximation=", "");
+                out.push(median_run(&name, &flags, 5, repeats)?);
+            }
+        }
+    }
+    let replay = match seed_log {
+        Some(path) => {
+            let mut walls = (0..repeats.max(1))
+                .map(|_| {
+                    let start = Instant::now();
+                    crate::replay::replay(path, true).map(|_| start.elapsed())
+                })
+                .collect::<Result<Vec<_>>>()?;
+            walls.sort();
+            Some(walls[walls.len() / 2])
+        }
+        None => None,
+    };
+    Ok((out, replay))
+}
+
+pub fn render(timings: &[Timing], replay: Option<Duration>) -> String {
+    let ms = |d: Duration, steps: usize| d.as_secs_f64() * 1e3 / steps as f64;
+    let mut out = format!(
+        "{:<58} {:>5} {:>8} {:>8} {:>10} {:>10} {:>12}\n",
+        "run", "steps", "wall s", "ms/step", "linearize", "direction", "line search"
+    );
+    for t in timings {
+        out.push_str(&format!(
+            "{:<58} {:>5} {:>8.3} {:>8.2} {:>10.2} {:>10.2} {:>12.2}\n",
+            t.name,
+            t.steps,
+            t.wall.as_secs_f64(),
+            ms(t.wall, t.steps),
+            ms(t.linearize, t.steps),
+            ms(t.direction, t.steps),
+            ms(t.line_search, t.steps)
+        ));
+    }
+    out.push_str("(linearize / direction / line search in ms per step)\n");
+    if let Some(d) = replay {
+        out.push_str(&format!(
+            "replay of the seed log, with the provenance search: {:.2} s\n",
+            d.as_secs_f64()
+        ));
+    }
+    out
+}
