@@ -327,7 +327,7 @@ fn implications(run: &DocumentedRun, changes: &[String]) -> Vec<String> {
     }
     if !changes.is_empty() {
         out.push(format!(
-            "Claims drawn from this block about `{}` as written do not hold; rerun it to test them.",
+            "This block is no evidence about `{}` as written: the log's claims about that command need a rerun.",
             run.command
         ));
     }
@@ -435,6 +435,19 @@ fn replay_block(runs: &[DocumentedRun], run: &DocumentedRun, search: bool) -> Bl
             report.status = Status::DoesNotReproduce;
             if search && !documented.is_empty() {
                 report.provenance = provenance(runs, run, &documented)?;
+                if let (Some(p), Some(ours), Some(doc)) =
+                    (report.provenance.as_mut(), &report.our_last_line, documented.last())
+                {
+                    p.implications.push(format!(
+                        "Run as written here, the command reaches Loss {} and L2 Error {} at step {} \
+                         (the block documents Loss {} and L2 Error {}).",
+                        crate::log_line::python_repr(ours.loss),
+                        crate::log_line::python_repr(ours.l2_error),
+                        ours.step,
+                        crate::log_line::python_repr(doc.loss),
+                        crate::log_line::python_repr(doc.l2_error),
+                    ));
+                }
             }
         }
         Ok(())
