@@ -435,9 +435,11 @@ fn replay_block(runs: &[DocumentedRun], run: &DocumentedRun, search: bool) -> Bl
             report.status = Status::DoesNotReproduce;
             if search && !documented.is_empty() {
                 report.provenance = provenance(runs, run, &documented)?;
-                if let (Some(p), Some(ours), Some(doc)) =
-                    (report.provenance.as_mut(), &report.our_last_line, documented.last())
-                {
+                if let (Some(p), Some(ours), Some(doc)) = (
+                    report.provenance.as_mut(),
+                    &report.our_last_line,
+                    documented.last(),
+                ) {
                     p.implications.push(format!(
                         "Run as written here, the command reaches Loss {} and L2 Error {} at step {} \
                          (the block documents Loss {} and L2 Error {}).",

@@ -332,5 +332,8 @@ fn a_malformed_log_line_exits_2_naming_file_and_line() {
         "```bash\npython train.py --optimizer=ENGD --num_steps=2\n```\n```bash\nStep: 000000/000002, Loss: 1.0, L2 Error: 1.0, Interior: one, Boundary: 0.0, Time: 0.1s\n```\n",
     )
     .unwrap();
-    assert_rejected(&["replay", log.to_str().unwrap()], "bad.md:5: malformed output line: Interior `one` is not a number");
+    assert_rejected(
+        &["replay", log.to_str().unwrap()],
+        "bad.md:5: malformed output line: Interior `one` is not a number",
+    );
 }
