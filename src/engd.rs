@@ -4,7 +4,7 @@
 //! `δ_p = 0` where `C_pp + λ = 0`).
 
 use crate::gramian::{Approximation, diagonal, gramian, layer_blocks};
-use crate::least_squares::solve;
+use crate::least_squares::solve_damped_psd;
 use crate::line_search::StepSize;
 use crate::mlp::{LayerShape, Mlp};
 use crate::moving_average::MovingAverage;
@@ -92,13 +92,16 @@ impl Optimizer for Engd {
         let mut delta = vec![0.0; g.len()];
         match self.config.approximation {
             Approximation::Full => {
-                delta = solve(self.curvature[0].damped(lambda).as_ref(), g)?;
+                delta = solve_damped_psd(self.curvature[0].value.as_ref(), lambda, g)?;
             }
             Approximation::PerLayer => {
                 for (layer, average) in self.layers.iter().zip(&self.curvature) {
                     let r = layer.range();
-                    delta[r.clone()]
-                        .copy_from_slice(&solve(average.damped(lambda).as_ref(), &g[r])?);
+                    delta[r.clone()].copy_from_slice(&solve_damped_psd(
+                        average.value.as_ref(),
+                        lambda,
+                        &g[r],
+                    )?);
                 }
             }
             Approximation::Diagonal => {

@@ -95,3 +95,35 @@ fn the_cutoff_drops_what_gelsd_drops() {
     let x = solve(m.as_ref(), &[2.0, 3.0]).unwrap();
     assert!((x[1] - 3e10).abs() < 1e-3, "{x:?}");
 }
+
+/// The damped PSD solve: the Cholesky shortcut agrees with the SVD where the
+/// cutoff cannot bite, and an undamped rank-deficient Gramian still gets the
+/// minimum-norm least-squares solution.
+#[test]
+fn damped_psd_solve_agrees_with_the_pseudo_inverse() {
+    use kfac_check::least_squares::solve_damped_psd;
+    let c = spd(12, 5, 0.0, 7); // rank 5
+    let b: Vec<f64> = row_major(&random_matrix(12, 1, 8));
+    for damping in [1e-3, 1e-1] {
+        let mut m = c.clone();
+        for i in 0..12 {
+            m[(i, i)] += damping;
+        }
+        let (fast, svd) = (
+            solve_damped_psd(c.as_ref(), damping, &b).unwrap(),
+            solve(m.as_ref(), &b).unwrap(),
+        );
+        let err = fast
+            .iter()
+            .zip(&svd)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max)
+            / svd.iter().fold(0.0f64, |m, y| m.max(y.abs()));
+        // κ ≤ (tr C + λ)/λ; the two solves differ by a few κ·ε.
+        assert!(err < 1e-11, "λ={damping}: {err:e}");
+    }
+    assert_eq!(
+        solve_damped_psd(c.as_ref(), 0.0, &b).unwrap(),
+        solve(c.as_ref(), &b).unwrap()
+    );
+}
