@@ -4,8 +4,7 @@
 //! names the first step, layer and quantity that leaves tolerance.
 
 use crate::cli::TrainArgs;
-use crate::gramian::layer_blocks;
-use crate::kronecker::{gramian_to_kfac_basis, kron, kronecker_factors};
+use crate::kronecker::{TermCurvatures, both_terms, gramian_to_kfac_basis, kron};
 use crate::lockstep::{Follow, Lockstep, LockstepRecord};
 use anyhow::Result;
 use faer::Mat;
@@ -74,16 +73,7 @@ pub fn compare_step(lockstep: &Lockstep, record: &LockstepRecord) -> StepCompari
     let lin = &record.linearized;
     let layers = lockstep.pinn.mlp.layers();
     let settings = &lockstep.kfac.config.settings;
-    let terms = [
-        (
-            kronecker_factors(&lin.interior, &lin.residual_interior, settings),
-            layer_blocks(lin.jacobian_interior.as_ref(), &layers),
-        ),
-        (
-            kronecker_factors(&lin.boundary, &lin.residual_boundary, settings),
-            layer_blocks(lin.jacobian_boundary.as_ref(), &layers),
-        ),
-    ];
+    let terms = both_terms(lin, &layers, settings);
     let config = &lockstep.kfac.config;
     let uses_exact = [
         config.use_exact_interior_gramian,
@@ -94,7 +84,7 @@ pub fn compare_step(lockstep: &Lockstep, record: &LockstepRecord) -> StepCompari
     let errors: Vec<Vec<f64>> = terms
         .iter()
         .zip(uses_exact)
-        .map(|((factors, exact), uses_exact)| {
+        .map(|(TermCurvatures { exact, factors }, uses_exact)| {
             layers
                 .iter()
                 .enumerate()
@@ -236,26 +226,14 @@ pub fn plot_heatmaps(args: &TrainArgs, dir: &std::path::Path) -> Result<Vec<std:
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
     let mut lockstep = Lockstep::new(args, Follow::Engd)?;
     let record = lockstep.step()?;
-    let lin = &record.linearized;
     let layers = lockstep.pinn.mlp.layers();
     let settings = &lockstep.kfac.config.settings;
     let mut written = Vec::new();
-    for (term, lin_term, residual, jacobian) in [
-        (
-            "interior",
-            &lin.interior,
-            &lin.residual_interior,
-            &lin.jacobian_interior,
-        ),
-        (
-            "boundary",
-            &lin.boundary,
-            &lin.residual_boundary,
-            &lin.jacobian_boundary,
-        ),
-    ] {
-        let factors = kronecker_factors(lin_term, residual, settings);
-        for (l, exact) in layer_blocks(jacobian.as_ref(), &layers).iter().enumerate() {
+    let terms = both_terms(&record.linearized, &layers, settings);
+    for (term, TermCurvatures { exact, factors }) in
+        ["interior", "boundary"].into_iter().zip(&terms)
+    {
+        for (l, exact) in exact.iter().enumerate() {
             let exact = gramian_to_kfac_basis(&layers[l], exact.as_ref());
             let approx = kron(factors[l].b.as_ref(), factors[l].a.as_ref());
             let difference = &approx - &exact;

@@ -4,8 +4,7 @@
 //! sizes. Numbers are JSON floats that round-trip exactly.
 
 use crate::cli::TrainArgs;
-use crate::gramian::layer_blocks;
-use crate::kronecker::kronecker_factors;
+use crate::kronecker::both_terms;
 use crate::lockstep::{Follow, Lockstep, LockstepRecord, Proposal};
 use crate::mlp::LayerShape;
 use crate::pinn::Losses;
@@ -113,10 +112,7 @@ impl Dump {
         let lin = &record.linearized;
         let layers = lockstep.pinn.mlp.layers();
         let settings = &lockstep.kfac.config.settings;
-        let factors_interior = kronecker_factors(&lin.interior, &lin.residual_interior, settings);
-        let factors_boundary = kronecker_factors(&lin.boundary, &lin.residual_boundary, settings);
-        let gramian_interior = layer_blocks(lin.jacobian_interior.as_ref(), &layers);
-        let gramian_boundary = layer_blocks(lin.jacobian_boundary.as_ref(), &layers);
+        let [interior, boundary] = both_terms(lin, &layers, settings);
         let direction = |p: &Proposal, l: &LayerShape| weight_bias(l, &p.direction);
         Self {
             schema: Some(SCHEMA.into()),
@@ -132,17 +128,17 @@ impl Dump {
                     d_out: l.d_out,
                     grad: weight_bias(l, &lin.gradient),
                     gramian: Terms {
-                        interior: matrix(&gramian_interior[i]),
-                        boundary: matrix(&gramian_boundary[i]),
+                        interior: matrix(&interior.exact[i]),
+                        boundary: matrix(&boundary.exact[i]),
                     },
                     kfac: Terms {
                         interior: Factors {
-                            a: matrix(&factors_interior[i].a),
-                            b: matrix(&factors_interior[i].b),
+                            a: matrix(&interior.factors[i].a),
+                            b: matrix(&interior.factors[i].b),
                         },
                         boundary: Factors {
-                            a: matrix(&factors_boundary[i].a),
-                            b: matrix(&factors_boundary[i].b),
+                            a: matrix(&boundary.factors[i].a),
+                            b: matrix(&boundary.factors[i].b),
                         },
                     },
                     direction: Some(Directions {

@@ -202,3 +202,29 @@ pub fn vector_to_gramian_basis(layer: &LayerShape, v: &[f64]) -> Vec<f64> {
     }
     out
 }
+
+/// One term's curvature both ways, per layer: the exact Gramian blocks
+/// (Gramian basis) and this step's Kronecker factors.
+pub struct TermCurvatures {
+    pub exact: Vec<Mat<f64>>,
+    pub factors: Vec<KroneckerFactors>,
+}
+
+/// `[interior, boundary]` curvatures of a linearised PINN: what `dump`,
+/// `compare` and the heatmaps lay side by side.
+pub fn both_terms(
+    lin: &crate::pinn::LinearizedPinn,
+    layers: &[LayerShape],
+    settings: &KfacSettings,
+) -> [TermCurvatures; 2] {
+    [
+        TermCurvatures {
+            exact: crate::gramian::layer_blocks(lin.jacobian_interior.as_ref(), layers),
+            factors: kronecker_factors(&lin.interior, &lin.residual_interior, settings),
+        },
+        TermCurvatures {
+            exact: crate::gramian::layer_blocks(lin.jacobian_boundary.as_ref(), layers),
+            factors: kronecker_factors(&lin.boundary, &lin.residual_boundary, settings),
+        },
+    ]
+}
