@@ -397,9 +397,19 @@ pub fn diff(a: &Dump, b: &Dump, tol: Tolerance) -> Result<DiffReport> {
                 lb.gramian.boundary.clone(),
             ),
         ];
-        for (term, fa, fb) in [
-            ("interior", &la.kfac.interior, &lb.kfac.interior),
-            ("boundary", &la.kfac.boundary, &lb.kfac.boundary),
+        for (term, [name_a, name_b], fa, fb) in [
+            (
+                "interior",
+                ["kfac.interior.A", "kfac.interior.B"],
+                &la.kfac.interior,
+                &lb.kfac.interior,
+            ),
+            (
+                "boundary",
+                ["kfac.boundary.A", "kfac.boundary.B"],
+                &la.kfac.boundary,
+                &lb.kfac.boundary,
+            ),
         ] {
             // A and B exchanged: the factors of A ⊗ B where B ⊗ A belongs.
             if all_close(&fa.a, &fb.b, &tol)
@@ -417,24 +427,8 @@ pub fn diff(a: &Dump, b: &Dump, tol: Tolerance) -> Result<DiffReport> {
                 });
                 continue;
             }
-            pairs.push((
-                if term == "interior" {
-                    "kfac.interior.A"
-                } else {
-                    "kfac.boundary.A"
-                },
-                fa.a.clone(),
-                fb.a.clone(),
-            ));
-            pairs.push((
-                if term == "interior" {
-                    "kfac.interior.B"
-                } else {
-                    "kfac.boundary.B"
-                },
-                fa.b.clone(),
-                fb.b.clone(),
-            ));
+            pairs.push((name_a, fa.a.clone(), fb.a.clone()));
+            pairs.push((name_b, fa.b.clone(), fb.b.clone()));
         }
         if let (Some(da), Some(db)) = (&la.direction, &lb.direction) {
             pairs.push((

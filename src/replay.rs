@@ -427,8 +427,9 @@ fn replay_block(runs: &[DocumentedRun], run: &DocumentedRun, search: bool) -> Bl
             return Ok(());
         };
         let documented: Vec<LogLine> = output.iter().map(|(_, l)| l.clone()).collect();
-        report.fields = flatten(compare(&documented, &ours));
-        let complete = compare(&documented, &ours).iter().all(|(_, f)| f.is_some());
+        let comparison = compare(&documented, &ours);
+        let complete = comparison.iter().all(|(_, f)| f.is_some());
+        report.fields = flatten(comparison);
         if complete && report.fields.iter().all(|f| f.within_floor) {
             report.status = Status::Reproduces;
         } else {
