@@ -171,24 +171,27 @@ fn render_to(path: &Path, draw: impl Fn(&Path, bool) -> Result<()>) -> Result<()
     crate::output_file::via_temporary_file(path, |tmp| draw(tmp.path(), png))
 }
 
+/// `draw(root, args…)` on the backend the path's extension names (PNG or
+/// SVG), via `render_to`'s temporary file.
+macro_rules! render {
+    ($path:expr, $size:expr, $draw:ident($($arg:expr),*)) => {
+        render_to($path, |tmp, png| {
+            if png {
+                $draw(BitMapBackend::new(tmp, $size).into_drawing_area(), $($arg),*)
+            } else {
+                $draw(SVGBackend::new(tmp, $size).into_drawing_area(), $($arg),*)
+            }
+        })
+    };
+}
+
 /// Loss and L2 error (or any panels) side by side, log scale.
 pub fn trajectories(path: &Path, title: &str, panels: &[Panel]) -> Result<()> {
-    let size = (600 * panels.len() as u32, 450);
-    render_to(path, |tmp, png| {
-        if png {
-            draw_panels(
-                BitMapBackend::new(tmp, size).into_drawing_area(),
-                title,
-                panels,
-            )
-        } else {
-            draw_panels(
-                SVGBackend::new(tmp, size).into_drawing_area(),
-                title,
-                panels,
-            )
-        }
-    })
+    render!(
+        path,
+        (600 * panels.len() as u32, 450),
+        draw_panels(title, panels)
+    )
 }
 
 /// A diverging colour: blue (negative) – white – red (positive), `t ∈ [−1, 1]`.
@@ -270,16 +273,9 @@ where
 
 /// Matrices side by side as heatmaps on one colour scale (√ of |x|/max, signed).
 pub fn heatmaps(path: &Path, title: &str, maps: &[(String, Mat<f64>)]) -> Result<()> {
-    let size = (420 * maps.len() as u32, 460);
-    render_to(path, |tmp, png| {
-        if png {
-            draw_heatmaps(
-                BitMapBackend::new(tmp, size).into_drawing_area(),
-                title,
-                maps,
-            )
-        } else {
-            draw_heatmaps(SVGBackend::new(tmp, size).into_drawing_area(), title, maps)
-        }
-    })
+    render!(
+        path,
+        (420 * maps.len() as u32, 460),
+        draw_heatmaps(title, maps)
+    )
 }
