@@ -41,6 +41,17 @@ fn identity(n: usize) -> Mat<f64> {
     Mat::identity(n, n)
 }
 
+/// `(B_Ω+λI)⊗(A_Ω+λI) + (B_∂+λI)⊗(A_∂+λI)`, dense.
+fn damped_kronecker_sum(
+    interior: &kfac_check::kronecker::KroneckerFactors,
+    boundary: &kfac_check::kronecker::KroneckerFactors,
+    lambda: f64,
+) -> Mat<f64> {
+    let d = |f: &Mat<f64>| f + identity(f.nrows()) * faer::Scale(lambda);
+    kron(d(&interior.b).as_ref(), d(&interior.a).as_ref())
+        + kron(d(&boundary.b).as_ref(), d(&boundary.a).as_ref())
+}
+
 fn dense_solve(m: &Mat<f64>, g: &[f64]) -> Vec<f64> {
     let rhs = Mat::from_fn(g.len(), 1, |i, _| g[i]);
     let x = m.llt(Side::Lower).unwrap().solve(&rhs);
@@ -77,9 +88,7 @@ fn damping_is_per_factor_for_kronecker_and_once_for_explicit_matrices() {
                     + kron(fb[l].b.as_ref(), fb[l].a.as_ref())
                     + identity(p * q) * faer::Scale(lambda)
             } else {
-                let d = |f: &Mat<f64>| f + identity(f.nrows()) * faer::Scale(lambda);
-                kron(d(&fi[l].b).as_ref(), d(&fi[l].a).as_ref())
-                    + kron(d(&fb[l].b).as_ref(), d(&fb[l].a).as_ref())
+                damped_kronecker_sum(&fi[l], &fb[l], lambda)
             };
             let g = vector_to_kfac_basis(shape, &lin.gradient[shape.range()]);
             let expected: Vec<f64> = dense_solve(&m, &g).iter().map(|x| -x).collect();
@@ -311,9 +320,7 @@ fn kfac_reuses_the_inverse_between_t_inv_updates() {
         &KfacSettings::default(),
     );
     for (l, shape) in pinn.mlp.layers().iter().enumerate() {
-        let d = |f: &Mat<f64>| f + identity(f.nrows()) * faer::Scale(0.3);
-        let k0 = kron(d(&fi[l].b).as_ref(), d(&fi[l].a).as_ref())
-            + kron(d(&fb[l].b).as_ref(), d(&fb[l].a).as_ref());
+        let k0 = damped_kronecker_sum(&fi[l], &fb[l], 0.3);
         let g1 = vector_to_kfac_basis(shape, &lin1.gradient[shape.range()]);
         let expected: Vec<f64> = dense_solve(&k0, &g1).iter().map(|x| -x).collect();
         let err = common::rel_err(
