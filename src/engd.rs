@@ -63,8 +63,8 @@ impl Engd {
     /// This step's `G_Ω + G_∂`, block by block.
     pub fn fresh_curvature(&self, lin: &LinearizedPinn) -> Vec<Mat<f64>> {
         let (ji, jb) = (
-            lin.jacobian_interior.as_ref(),
-            lin.jacobian_boundary.as_ref(),
+            lin.jacobian_interior().as_ref(),
+            lin.jacobian_boundary().as_ref(),
         );
         match self.config.approximation {
             Approximation::Full => vec![gramian(ji) + gramian(jb)],

@@ -6,23 +6,32 @@
 //! `rows_per_point` consecutive rows per point: row 0 the value, rows
 //! `1..=d` the directional derivatives, row `d+1` the Laplacian. Without the
 //! Laplacian (boundary and L2-error points) there is one row per point.
+//!
+//! The line search spends nearly all of a step here (31 passes per step), so
+//! the two ends of the network are written out instead of being matrix
+//! products: the first layer's derivative and Laplacian rows do not depend on
+//! the point (`∂_i z = W e_i`, `Δz = 0`), and the scalar output needs one dot
+//! product per row it reports. Each point's arithmetic is the same whether
+//! the pass is traced or not, and whatever the block it falls in.
 
 use crate::mlp::{LayerShape, Mlp};
 use crate::problem::Points;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
+use multiversion::multiversion;
+use std::cell::RefCell;
 
 /// Rows per point: `S = d + 2` with the Laplacian, 1 without.
 pub fn rows_per_point(dim: usize, with_laplacian: bool) -> usize {
     if with_laplacian { dim + 2 } else { 1 }
 }
 
-/// Every linear layer's input and output rows, kept for the backward pass and
-/// the Kronecker factors.
+/// Every linear layer's input rows, and every hidden layer's pre-activation
+/// rows, kept for the backward pass and the Kronecker factors.
 #[derive(Clone, Debug, Default)]
 pub struct Trace {
     pub layer_inputs: Vec<Vec<f64>>,
-    pub layer_outputs: Vec<Vec<f64>>,
+    pub pre_activations: Vec<Vec<f64>>,
 }
 
 /// `u_θ` at each point, and `Δu_θ` when asked for.
@@ -32,15 +41,17 @@ pub struct Output {
     pub laplacian: Option<Vec<f64>>,
 }
 
-/// Start rows: `z = x`, `∂_i z = e_i`, `Δz = 0`.
-fn input_rows(points: &Points, with_laplacian: bool) -> Vec<f64> {
-    let dim = points.dim;
-    let rows = rows_per_point(dim, with_laplacian);
-    let mut out = vec![0.0; points.len() * rows * dim];
-    for (n, x) in points.iter().enumerate() {
-        let block = &mut out[n * rows * dim..(n + 1) * rows * dim];
+/// Start rows: `z = x`, `∂_i z = e_i`, `Δz = 0` (kept in a trace: they are
+/// the first layer's inputs for its Jacobian and Kronecker factor).
+#[inline(always)]
+fn input_rows(coords: &[f64], dim: usize, rows: usize) -> Vec<f64> {
+    let mut out = vec![0.0; coords.len() / dim * rows * dim];
+    for (x, block) in coords
+        .chunks_exact(dim)
+        .zip(out.chunks_exact_mut(rows * dim))
+    {
         block[..dim].copy_from_slice(x);
-        if with_laplacian {
+        if rows > 1 {
             for i in 0..dim {
                 block[(1 + i) * dim + i] = 1.0;
             }
@@ -49,94 +60,292 @@ fn input_rows(points: &Points, with_laplacian: bool) -> Vec<f64> {
     out
 }
 
-/// `z' = W z + b` on value rows, `W ∂_i z` and `W Δz` on the others: one
-/// matrix product `X Wᵀ` over all rows, then the bias on value rows.
-fn linear(layer: &LayerShape, theta: &[f64], input: &[f64], rows: usize) -> Vec<f64> {
+/// `Σ_k a_k b_k` in one fixed order that vectorises: eight interleaved
+/// partial sums, added pairwise at the end.
+#[inline(always)]
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0; 8];
+    let full = a.len() / 8 * 8;
+    for (ca, cb) in a[..full].chunks_exact(8).zip(b[..full].chunks_exact(8)) {
+        for k in 0..8 {
+            acc[k] += ca[k] * cb[k];
+        }
+    }
+    for (k, (x, y)) in a[full..].iter().zip(&b[full..]).enumerate() {
+        acc[k] += x * y;
+    }
+    ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
+}
+
+/// What the first layer needs of `θ`: its weights transposed (`d_in × d_out`,
+/// so that a point's pre-activations are a sum of contiguous rows), its bias,
+/// and `Σ_i W_{ji}²`, the `Σ_i (∂_i z_j)²` of every point.
+struct FirstLayer {
+    weights_t: Vec<f64>,
+    bias: Vec<f64>,
+    sum_sq: Vec<f64>,
+}
+
+impl FirstLayer {
+    fn new(layer: &LayerShape, theta: &[f64]) -> Self {
+        let w = &theta[layer.weight_range()];
+        let mut weights_t = vec![0.0; w.len()];
+        let mut sum_sq = vec![0.0; layer.d_out];
+        for j in 0..layer.d_out {
+            for i in 0..layer.d_in {
+                let w_ji = w[j * layer.d_in + i];
+                weights_t[i * layer.d_out + j] = w_ji;
+                sum_sq[j] += w_ji * w_ji;
+            }
+        }
+        Self {
+            weights_t,
+            bias: theta[layer.bias_range()].to_vec(),
+            sum_sq,
+        }
+    }
+
+    /// The pre-activation rows of inputs `x, e_1, …, e_d, 0`: `z = Σ_i x_i W[:, i] + b`,
+    /// `∂_i z = W[:, i]`, `Δz = 0` (kept in a trace for the backward pass).
+    #[inline(always)]
+    fn pre_activation_rows(&self, coords: &[f64], dim: usize, rows: usize) -> Vec<f64> {
+        let width = self.bias.len();
+        let mut pre = vec![0.0; coords.len() / dim * rows * width];
+        for (x, block) in coords
+            .chunks_exact(dim)
+            .zip(pre.chunks_exact_mut(rows * width))
+        {
+            self.value_row(x, &mut block[..width]);
+            if rows > 1 {
+                block[width..(dim + 1) * width].copy_from_slice(&self.weights_t);
+            }
+        }
+        pre
+    }
+
+    /// `z = Σ_i x_i W[:, i] + b`.
+    #[inline(always)]
+    fn value_row(&self, x: &[f64], z: &mut [f64]) {
+        let width = z.len();
+        z.copy_from_slice(&self.bias);
+        for (i, &xi) in x.iter().enumerate() {
+            for (z, &w) in z
+                .iter_mut()
+                .zip(&self.weights_t[i * width..(i + 1) * width])
+            {
+                *z = xi.mul_add(w, *z);
+            }
+        }
+    }
+
+    /// The layer and its tanh: `h = tanh z`, `∂_i h = σ' W[:, i]` (when asked
+    /// for) and `Δh = σ'' Σ_i W_{ji}²`, the general rows' formulas with
+    /// point-independent `∂_i z` and `Δz = 0`.
+    #[inline(always)]
+    fn activation_rows(
+        &self,
+        coords: &[f64],
+        dim: usize,
+        rows: usize,
+        derivatives: bool,
+        out: &mut [f64],
+    ) {
+        let width = self.bias.len();
+        for (x, block) in coords
+            .chunks_exact(dim)
+            .zip(out.chunks_exact_mut(rows * width))
+        {
+            let (value, taylor) = block.split_at_mut(width);
+            self.value_row(x, value);
+            crate::tanh::tanh_in_place(value);
+            if rows == 1 {
+                continue;
+            }
+            let (derivative_rows, laplacian) = taylor.split_at_mut(dim * width);
+            if derivatives {
+                for (dh, w) in derivative_rows
+                    .chunks_exact_mut(width)
+                    .zip(self.weights_t.chunks_exact(width))
+                {
+                    tanh_derivative_row(value, w, dh);
+                }
+            }
+            first_layer_laplacian_row(value, &self.sum_sq, laplacian);
+        }
+    }
+}
+
+// The row kernels take their rows as separate slices: the no-alias guarantee
+// of `&mut` arguments survives inlining and lets them vectorise.
+
+/// `∂_i h = σ' ∂_i z`.
+#[inline(always)]
+fn tanh_derivative_row(t: &[f64], dz: &[f64], dh: &mut [f64]) {
+    for ((dh, &t), &dz) in dh.iter_mut().zip(t).zip(dz) {
+        *dh = (-t).mul_add(t, 1.0) * dz;
+    }
+}
+
+/// `Δh = σ'' Σ_i (∂_i z)²`, the first layer's (its `Δz` is 0).
+#[inline(always)]
+fn first_layer_laplacian_row(t: &[f64], sum_sq: &[f64], lap: &mut [f64]) {
+    for ((lap, &t), &s) in lap.iter_mut().zip(t).zip(sum_sq) {
+        let d1 = (-t).mul_add(t, 1.0);
+        *lap = -2.0 * t * d1 * s;
+    }
+}
+
+/// A hidden-to-hidden layer: `z' = W z + b` on value rows, `W ∂_i z` and
+/// `W Δz` on the others, as one matrix product `X Wᵀ` over all rows.
+fn hidden_linear(layer: &LayerShape, theta: &[f64], input: &[f64], rows: usize, out: &mut [f64]) {
     let (d_in, d_out) = (layer.d_in, layer.d_out);
     let n_rows = input.len() / d_in;
     let weight = MatRef::from_row_major_slice(&theta[layer.weight_range()], d_out, d_in);
-    let bias = &theta[layer.bias_range()];
-    let mut out = vec![0.0; n_rows * d_out];
     matmul(
-        MatMut::from_row_major_slice_mut(&mut out, n_rows, d_out),
+        MatMut::from_row_major_slice_mut(out, n_rows, d_out),
         Accum::Replace,
         MatRef::from_row_major_slice(input, n_rows, d_in),
         weight.transpose(),
         1.0,
         Par::Seq,
     );
+    let bias = &theta[layer.bias_range()];
     for value_row in out.chunks_exact_mut(rows * d_out) {
         for (y, b) in value_row[..d_out].iter_mut().zip(bias) {
             *y += b;
         }
     }
-    out
 }
 
 /// Elementwise tanh on the Taylor rows of each point, with `t = tanh z`,
 /// `σ' = 1 − t²`, `σ'' = −2tσ'`:
-/// `z' = t`, `∂_i z' = σ' ∂_i z`, `Δz' = σ'' Σ_i (∂_i z)² + σ' Δz`.
-fn tanh(pre: &[f64], width: usize, rows: usize) -> Vec<f64> {
-    // The same IEEE operations vectorised with AVX2 where the CPU has it:
-    // identical bits, about twice as fast (the line search lives here).
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 support was checked just above.
-        return unsafe { tanh_avx2(pre, width, rows) };
-    }
-    tanh_rows(pre, width, rows)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn tanh_avx2(pre: &[f64], width: usize, rows: usize) -> Vec<f64> {
-    tanh_rows(pre, width, rows)
-}
-
+/// `z' = t`, `∂_i z' = σ' ∂_i z` (when asked for), `Δz' = σ'' Σ_i (∂_i z)² + σ' Δz`.
 #[inline(always)]
-fn tanh_rows(pre: &[f64], width: usize, rows: usize) -> Vec<f64> {
-    let mut out = vec![0.0; pre.len()];
-    let mut d1 = vec![0.0; width];
-    let mut sum_sq = vec![0.0; width];
+fn tanh_rows(pre: &[f64], width: usize, rows: usize, derivatives: bool, out: &mut [f64]) {
     for (z, y) in pre
         .chunks_exact(rows * width)
         .zip(out.chunks_exact_mut(rows * width))
     {
         let (value, taylor) = y.split_at_mut(width);
-        crate::tanh::tanh_slice(&z[..width], value);
+        value.copy_from_slice(&z[..width]);
+        crate::tanh::tanh_in_place(value);
         if rows == 1 {
             continue;
         }
-        for k in 0..width {
-            d1[k] = 1.0 - value[k] * value[k];
-        }
-        sum_sq.fill(0.0);
-        for i in 1..rows - 1 {
-            let (dz, dy) = (
-                &z[i * width..(i + 1) * width],
-                &mut taylor[(i - 1) * width..i * width],
-            );
-            for k in 0..width {
-                dy[k] = d1[k] * dz[k];
-                sum_sq[k] += dz[k] * dz[k];
+        // The Laplacian row first collects `Σ_i (∂_i z)²`, in order of `i`.
+        let (derivative_rows, lap_y) = taylor.split_at_mut((rows - 2) * width);
+        lap_y.fill(0.0);
+        for (dz, dy) in z[width..(rows - 1) * width]
+            .chunks_exact(width)
+            .zip(derivative_rows.chunks_exact_mut(width))
+        {
+            if derivatives {
+                tanh_derivative_row(value, dz, dy);
             }
+            sum_of_squares(dz, lap_y);
         }
-        let (lap_z, lap_y) = (&z[(rows - 1) * width..], &mut taylor[(rows - 2) * width..]);
-        for k in 0..width {
-            let d2 = -2.0 * value[k] * d1[k];
-            lap_y[k] = d2 * sum_sq[k] + d1[k] * lap_z[k];
-        }
+        tanh_laplacian_row(value, &z[(rows - 1) * width..], lap_y);
     }
-    out
 }
 
-/// Points per block of an untraced pass: its activations stay in cache and
-/// no large buffer is allocated (and zeroed) per loss evaluation.
-const BLOCK_POINTS: usize = 64;
+#[inline(always)]
+fn sum_of_squares(dz: &[f64], sum_sq: &mut [f64]) {
+    for (s, &dz) in sum_sq.iter_mut().zip(dz) {
+        *s = dz.mul_add(dz, *s);
+    }
+}
 
-/// One forward pass over all points. With `trace`, every linear layer's input
-/// and output rows are recorded (in one batch); without, points go through in
-/// cache-sized blocks. Each point's arithmetic is the same either way.
+/// `Δz' = σ'' Σ_i (∂_i z)² + σ' Δz`, in place of the sum of squares.
+#[inline(always)]
+fn tanh_laplacian_row(t: &[f64], lap_z: &[f64], lap_y: &mut [f64]) {
+    for ((lap, &t), &lap_z) in lap_y.iter_mut().zip(t).zip(lap_z) {
+        let d1 = (-t).mul_add(t, 1.0);
+        *lap = (-2.0 * t * d1).mul_add(*lap, d1 * lap_z);
+    }
+}
+
+/// The scalar output layer: `u = w·h + b` from each value row and, with the
+/// Laplacian, `Δu = w·Δh` from each Laplacian row.
+#[inline(always)]
+fn output_layer(layer: &LayerShape, theta: &[f64], input: &[f64], rows: usize, out: &mut Output) {
+    let (w, b) = (&theta[layer.weight_range()], theta[layer.bias_range()][0]);
+    for h in input.chunks_exact(rows * layer.d_in) {
+        out.value.push(dot(w, &h[..layer.d_in]) + b);
+        if let Some(lap) = out.laplacian.as_mut() {
+            lap.push(dot(w, &h[(rows - 1) * layer.d_in..]));
+        }
+    }
+}
+
+/// A buffer of `len` entries, reused when one is spare. Its old contents
+/// stay: every layer function overwrites all of its output.
+fn buffer(spare: &mut Vec<Vec<f64>>, len: usize) -> Vec<f64> {
+    let mut v = spare.pop().unwrap_or_default();
+    v.resize(len, 0.0);
+    v
+}
+
+/// The network on some points, appending to `out`; activations go to
+/// `trace` when there is one, back to `spare` otherwise. Untraced, the last
+/// hidden layer skips its derivative rows: the scalar output does not read them.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+#[allow(clippy::too_many_arguments)]
+fn forward_points(
+    mlp: &Mlp,
+    theta: &[f64],
+    first: &FirstLayer,
+    coords: &[f64],
+    rows: usize,
+    out: &mut Output,
+    spare: &mut Vec<Vec<f64>>,
+    mut trace: Option<&mut Trace>,
+) {
+    let dim = mlp.dim();
+    let n_points = coords.len() / dim;
+    let layers = mlp.layers();
+    let hidden = layers.len() - 1;
+    let traced = trace.is_some();
+    let derivatives_needed = |l: usize| traced || l + 1 < hidden;
+    if let Some(t) = trace.as_deref_mut() {
+        t.layer_inputs.push(input_rows(coords, dim, rows));
+        t.pre_activations
+            .push(first.pre_activation_rows(coords, dim, rows));
+    }
+    let mut activation = buffer(spare, n_points * rows * layers[0].d_out);
+    first.activation_rows(coords, dim, rows, derivatives_needed(0), &mut activation);
+    for (l, layer) in layers.iter().enumerate().take(hidden).skip(1) {
+        let mut pre = buffer(spare, n_points * rows * layer.d_out);
+        hidden_linear(layer, theta, &activation, rows, &mut pre);
+        let mut next = buffer(spare, pre.len());
+        tanh_rows(&pre, layer.d_out, rows, derivatives_needed(l), &mut next);
+        let input = std::mem::replace(&mut activation, next);
+        match trace.as_deref_mut() {
+            Some(t) => {
+                t.layer_inputs.push(input);
+                t.pre_activations.push(pre);
+            }
+            None => spare.extend([input, pre]),
+        }
+    }
+    output_layer(&layers[hidden], theta, &activation, rows, out);
+    match trace {
+        Some(t) => t.layer_inputs.push(activation),
+        None => spare.push(activation),
+    }
+}
+
+/// Points per block of an untraced pass: its activations stay in cache.
+const BLOCK_POINTS: usize = 32;
+
+thread_local! {
+    /// Activation buffers of untraced passes, kept between calls so that the
+    /// line search allocates (and zeroes) nothing per loss evaluation.
+    static SPARE_BUFFERS: RefCell<Vec<Vec<f64>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// One forward pass over all points. With `trace`, every layer's input rows
+/// and every hidden pre-activation are recorded (in one batch); without,
+/// points go through in cache-sized blocks.
 pub fn forward(
     mlp: &Mlp,
     theta: &[f64],
@@ -144,63 +353,33 @@ pub fn forward(
     with_laplacian: bool,
     trace: Option<&mut Trace>,
 ) -> Output {
-    if trace.is_some() || points.len() <= BLOCK_POINTS {
-        return forward_batch(mlp, theta, points, with_laplacian, trace);
-    }
+    debug_assert!(mlp.n_layers() >= 2, "a tanh network has a hidden layer");
+    let rows = rows_per_point(points.dim, with_laplacian);
+    let first = FirstLayer::new(&mlp.layers()[0], theta);
     let mut out = Output {
         value: Vec::with_capacity(points.len()),
         laplacian: with_laplacian.then(|| Vec::with_capacity(points.len())),
     };
-    for block in points.coords.chunks(BLOCK_POINTS * points.dim) {
-        let block = Points {
-            dim: points.dim,
-            coords: block.to_vec(),
-        };
-        let part = forward_batch(mlp, theta, &block, with_laplacian, None);
-        out.value.extend(part.value);
-        if let (Some(all), Some(part)) = (out.laplacian.as_mut(), part.laplacian) {
-            all.extend(part);
+    match trace {
+        Some(t) => {
+            *t = Trace::default();
+            let mut spare = Vec::new();
+            forward_points(
+                mlp,
+                theta,
+                &first,
+                &points.coords,
+                rows,
+                &mut out,
+                &mut spare,
+                Some(t),
+            );
         }
+        None => SPARE_BUFFERS.with_borrow_mut(|spare| {
+            for block in points.coords.chunks(BLOCK_POINTS * points.dim) {
+                forward_points(mlp, theta, &first, block, rows, &mut out, spare, None);
+            }
+        }),
     }
     out
-}
-
-fn forward_batch(
-    mlp: &Mlp,
-    theta: &[f64],
-    points: &Points,
-    with_laplacian: bool,
-    mut trace: Option<&mut Trace>,
-) -> Output {
-    let rows = rows_per_point(points.dim, with_laplacian);
-    let layers = mlp.layers();
-    let mut activation = input_rows(points, with_laplacian);
-    if let Some(t) = trace.as_deref_mut() {
-        t.layer_inputs.clear();
-        t.layer_outputs.clear();
-    }
-    for (l, layer) in layers.iter().enumerate() {
-        let pre = linear(layer, theta, &activation, rows);
-        let next = if l + 1 < layers.len() {
-            tanh(&pre, layer.d_out, rows)
-        } else {
-            Vec::new()
-        };
-        if let Some(t) = trace.as_deref_mut() {
-            t.layer_inputs.push(std::mem::take(&mut activation));
-            t.layer_outputs.push(pre.clone());
-        }
-        activation = if l + 1 < layers.len() { next } else { pre };
-    }
-    // The last layer has one output: its rows are the Taylor rows of u.
-    let value = activation.iter().step_by(rows).copied().collect();
-    let laplacian = with_laplacian.then(|| {
-        activation
-            .iter()
-            .skip(rows - 1)
-            .step_by(rows)
-            .copied()
-            .collect()
-    });
-    Output { value, laplacian }
 }

@@ -9,7 +9,9 @@
 use crate::forward_laplacian::{Trace, forward, rows_per_point};
 use crate::mlp::{LayerShape, Mlp};
 use crate::problem::Points;
-use faer::Mat;
+use faer::linalg::matmul::matmul;
+use faer::{Accum, Mat, MatMut, MatRef, Par};
+use multiversion::multiversion;
 
 /// A network linearised at `θ` on one point set.
 #[derive(Clone, Debug)]
@@ -25,57 +27,115 @@ pub struct Linearization {
     pub output_grads: Vec<Vec<f64>>,
 }
 
-/// Backward through tanh's Taylor rows for one point. With `t = tanh z`,
-/// `σ' = 1 − t²`, `σ'' = −2tσ'`, `σ''' = −2σ'² + 4t²σ'` and upstream gradients
+/// Backward through tanh's Taylor rows. With `t = tanh z`, `σ' = 1 − t²`,
+/// `σ'' = −2tσ'`, `σ''' = −2σ'² + 4t²σ'` and upstream gradients
 /// `ḡ_v, ḡ_i, ḡ_Δ` of `t, σ'∂_i z, σ''Σ(∂_i z)² + σ'Δz`:
 /// `∂/∂Δz = σ'ḡ_Δ`, `∂/∂(∂_i z) = σ'ḡ_i + 2σ''∂_i z ḡ_Δ`,
 /// `∂/∂z = σ'ḡ_v + σ''Σ_i ∂_i z ḡ_i + (σ'''Σ(∂_i z)² + σ''Δz) ḡ_Δ`.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 fn tanh_backward(pre: &[f64], upstream: &[f64], width: usize, rows: usize) -> Vec<f64> {
     let mut out = vec![0.0; pre.len()];
+    let mut t = vec![0.0; width];
     for ((z, g), y) in pre
         .chunks_exact(rows * width)
         .zip(upstream.chunks_exact(rows * width))
         .zip(out.chunks_exact_mut(rows * width))
     {
-        for k in 0..width {
-            let t = crate::tanh::tanh(z[k]);
-            let d1 = 1.0 - t * t;
-            if rows == 1 {
-                y[k] = d1 * g[k];
-                continue;
+        t.copy_from_slice(&z[..width]);
+        crate::tanh::tanh_in_place(&mut t);
+        if rows == 1 {
+            for ((y, &g), &t) in y.iter_mut().zip(g).zip(&t) {
+                *y = (-t).mul_add(t, 1.0) * g;
             }
-            let d2 = -2.0 * t * d1;
-            let d3 = -2.0 * d1 * d1 + 4.0 * t * t * d1;
-            let lap = (rows - 1) * width + k;
-            let g_lap = g[lap];
-            let mut sum_sq = 0.0;
-            let mut sum_dz_g = 0.0;
-            for i in 1..rows - 1 {
-                let dz = z[i * width + k];
-                sum_sq += dz * dz;
-                sum_dz_g += dz * g[i * width + k];
-                y[i * width + k] = d1 * g[i * width + k] + 2.0 * d2 * dz * g_lap;
-            }
-            y[lap] = d1 * g_lap;
-            y[k] = d1 * g[k] + d2 * sum_dz_g + (d3 * sum_sq + d2 * z[lap]) * g_lap;
+            continue;
         }
+        let (y_value, y_rest) = y.split_at_mut(width);
+        let (y_derivatives, y_lap) = y_rest.split_at_mut((rows - 2) * width);
+        let (g_value, g_rest) = g.split_at(width);
+        let (g_derivatives, g_lap) = g_rest.split_at((rows - 2) * width);
+        let (z_derivatives, z_lap) = z[width..].split_at((rows - 2) * width);
+        // y_value first collects Σ_i ∂_i z ḡ_i, y_lap Σ_i (∂_i z)².
+        y_value.fill(0.0);
+        y_lap.fill(0.0);
+        for ((dz, gi), yi) in z_derivatives
+            .chunks_exact(width)
+            .zip(g_derivatives.chunks_exact(width))
+            .zip(y_derivatives.chunks_exact_mut(width))
+        {
+            derivative_row_backward(&t, dz, gi, g_lap, yi, y_value, y_lap);
+        }
+        value_and_laplacian_backward(&t, g_value, g_lap, z_lap, y_value, y_lap);
     }
     out
 }
 
+// Row kernels over separate slices, so that they vectorise once inlined.
+
+/// `∂/∂(∂_i z) = σ'ḡ_i + 2σ''∂_i z ḡ_Δ`, accumulating `Σ_i ∂_i z ḡ_i` and `Σ_i (∂_i z)²`.
+#[inline(always)]
+fn derivative_row_backward(
+    t: &[f64],
+    dz: &[f64],
+    gi: &[f64],
+    g_lap: &[f64],
+    yi: &mut [f64],
+    sum_dz_g: &mut [f64],
+    sum_sq: &mut [f64],
+) {
+    let n = yi.len();
+    let (t, dz, gi, g_lap) = (&t[..n], &dz[..n], &gi[..n], &g_lap[..n]);
+    let (sum_dz_g, sum_sq) = (&mut sum_dz_g[..n], &mut sum_sq[..n]);
+    for k in 0..n {
+        let d1 = (-t[k]).mul_add(t[k], 1.0);
+        let d2 = -2.0 * t[k] * d1;
+        sum_sq[k] = dz[k].mul_add(dz[k], sum_sq[k]);
+        sum_dz_g[k] = dz[k].mul_add(gi[k], sum_dz_g[k]);
+        yi[k] = d1.mul_add(gi[k], 2.0 * d2 * dz[k] * g_lap[k]);
+    }
+}
+
+/// `∂/∂Δz = σ'ḡ_Δ` and `∂/∂z`, in place of the two sums.
+#[inline(always)]
+fn value_and_laplacian_backward(
+    t: &[f64],
+    g_value: &[f64],
+    g_lap: &[f64],
+    z_lap: &[f64],
+    y_value: &mut [f64],
+    y_lap: &mut [f64],
+) {
+    let n = y_value.len();
+    let (t, g_value, g_lap, z_lap, y_lap) = (
+        &t[..n],
+        &g_value[..n],
+        &g_lap[..n],
+        &z_lap[..n],
+        &mut y_lap[..n],
+    );
+    for k in 0..n {
+        let d1 = (-t[k]).mul_add(t[k], 1.0);
+        let d2 = -2.0 * t[k] * d1;
+        let d3 = (4.0 * t[k] * t[k]).mul_add(d1, -2.0 * d1 * d1);
+        let (sum_dz_g, sum_sq) = (y_value[k], y_lap[k]);
+        let lap_term = d3.mul_add(sum_sq, d2 * z_lap[k]);
+        y_value[k] = lap_term.mul_add(g_lap[k], d1.mul_add(g_value[k], d2 * sum_dz_g));
+        y_lap[k] = d1 * g_lap[k];
+    }
+}
+
 /// Gradient with respect to a linear layer's input rows: `ḡ_in = ḡ_out W`.
 fn linear_backward(layer: &LayerShape, theta: &[f64], upstream: &[f64]) -> Vec<f64> {
-    let weight = &theta[layer.weight_range()];
     let (d_in, d_out) = (layer.d_in, layer.d_out);
     let n_rows = upstream.len() / d_out;
     let mut out = vec![0.0; n_rows * d_in];
-    for (g, y) in upstream.chunks_exact(d_out).zip(out.chunks_exact_mut(d_in)) {
-        for (i, gi) in g.iter().enumerate() {
-            for (yj, w) in y.iter_mut().zip(&weight[i * d_in..(i + 1) * d_in]) {
-                *yj += gi * w;
-            }
-        }
-    }
+    matmul(
+        MatMut::from_row_major_slice_mut(&mut out, n_rows, d_in),
+        Accum::Replace,
+        MatRef::from_row_major_slice(upstream, n_rows, d_out),
+        MatRef::from_row_major_slice(&theta[layer.weight_range()], d_out, d_in),
+        1.0,
+        Par::Seq,
+    );
     out
 }
 
@@ -99,7 +159,7 @@ impl Linearization {
         for l in (1..layers.len()).rev() {
             let upstream = linear_backward(&layers[l], theta, &output_grads[l]);
             output_grads[l - 1] = tanh_backward(
-                &trace.layer_outputs[l - 1],
+                &trace.pre_activations[l - 1],
                 &upstream,
                 layers[l - 1].d_out,
                 rows,
@@ -128,39 +188,103 @@ impl Linearization {
         }
     }
 
-    /// Add point `n`'s gradient for one layer, `Σ_s ḡ_{n,s} ã_{n,s}ᵀ`
-    /// flattened in the Gramian basis (W row-major, then b), into `row`.
-    fn add_point_gradient(&self, layer: usize, n: usize, row: &mut [f64]) {
-        let shape = self.layers[layer];
-        let (d_in, d_out, rows) = (shape.d_in, shape.d_out, self.rows_per_point);
-        let (weights, bias) = row.split_at_mut(d_out * d_in);
-        for s in 0..rows {
-            let r = n * rows + s;
-            let a = &self.inputs[layer][r * d_in..(r + 1) * d_in];
-            let g = &self.output_grads[layer][r * d_out..(r + 1) * d_out];
-            for (w_row, gi) in weights.chunks_exact_mut(d_in).zip(g) {
-                for (w, aj) in w_row.iter_mut().zip(a) {
-                    *w += gi * aj;
+    /// `Σ_n w_n g_n` in the Gramian basis, per layer as the product
+    /// `∇W = Ḡᵀ (w ⊙ Ã)` over all rows, `∇b = Σ_n w_n ḡ_{n,0}`: with
+    /// `w = r/N` this is the gradient `Jᵀr/N`, without forming `J`.
+    pub fn weighted_gradient(&self, weights: &[f64]) -> Vec<f64> {
+        let rows = self.rows_per_point;
+        let n_params: usize = self.layers.iter().map(LayerShape::n_params).sum();
+        let mut gradient = vec![0.0; n_params];
+        for (l, shape) in self.layers.iter().enumerate() {
+            let (d_in, d_out) = (shape.d_in, shape.d_out);
+            let g = &self.output_grads[l];
+            let mut weighted_inputs = self.inputs[l].clone();
+            for (point_rows, &w) in weighted_inputs.chunks_exact_mut(rows * d_in).zip(weights) {
+                for a in point_rows {
+                    *a *= w;
                 }
             }
-            if s == 0 {
-                for (b, gi) in bias.iter_mut().zip(g) {
-                    *b += gi;
+            matmul(
+                MatMut::from_row_major_slice_mut(&mut gradient[shape.weight_range()], d_out, d_in),
+                Accum::Replace,
+                MatRef::from_row_major_slice(g, g.len() / d_out, d_out).transpose(),
+                MatRef::from_row_major_slice(&weighted_inputs, weighted_inputs.len() / d_in, d_in),
+                1.0,
+                Par::Seq,
+            );
+            let bias = &mut gradient[shape.bias_range()];
+            for (w, value_row) in weights.iter().zip(g.chunks_exact(rows * d_out)) {
+                for (b, &g) in bias.iter_mut().zip(&value_row[..d_out]) {
+                    *b += w * g;
                 }
             }
         }
+        gradient
     }
 
     /// All per-point gradients, `N × P` in the Gramian basis.
     pub fn jacobian(&self) -> Mat<f64> {
         let n_params: usize = self.layers.iter().map(LayerShape::n_params).sum();
-        // Built row by row (contiguous), then laid out as faer's column-major matrix.
-        let mut rows = vec![0.0; self.n_points * n_params];
-        for (n, row) in rows.chunks_exact_mut(n_params).enumerate() {
-            for (l, shape) in self.layers.iter().enumerate() {
-                self.add_point_gradient(l, n, &mut row[shape.range()]);
+        let mut jacobian = Mat::<f64>::zeros(self.n_points, n_params);
+        jacobian_columns(self, n_params, &mut jacobian);
+        jacobian
+    }
+}
+
+/// Points whose Jacobian rows are built together, then copied into the
+/// column-major matrix as one contiguous run per column.
+const JACOBIAN_BLOCK: usize = 8;
+
+/// Row `n` of the Jacobian is, layer by layer, `Σ_s ḡ_{n,s} ã_{n,s}ᵀ` (with
+/// `ã`'s trailing 1 on the value row). Rows are built with the weight block
+/// transposed (`i` outer, so the update runs over contiguous `j`), then each
+/// entry goes to its Gramian-basis column (W row-major, then b). Inputs that
+/// are exactly 0 (the first layer's Laplacian and off-axis derivative rows)
+/// add nothing and are skipped.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn jacobian_columns(lin: &Linearization, n_params: usize, jacobian: &mut Mat<f64>) {
+    let rows = lin.rows_per_point;
+    // Gramian-basis column p reads built-row entry source[p].
+    let mut source = vec![0; n_params];
+    for shape in &lin.layers {
+        let (d_in, d_out) = (shape.d_in, shape.d_out);
+        for j in 0..d_out {
+            for i in 0..d_in {
+                source[shape.offset + j * d_in + i] = shape.offset + i * d_out + j;
             }
         }
-        Mat::from_fn(self.n_points, n_params, |i, j| rows[i * n_params + j])
+        for p in shape.bias_range() {
+            source[p] = p;
+        }
+    }
+    let mut built = vec![0.0; JACOBIAN_BLOCK * n_params];
+    for first in (0..lin.n_points).step_by(JACOBIAN_BLOCK) {
+        let count = JACOBIAN_BLOCK.min(lin.n_points - first);
+        built.fill(0.0);
+        for (k, row) in built.chunks_exact_mut(n_params).take(count).enumerate() {
+            let n = first + k;
+            for (l, shape) in lin.layers.iter().enumerate() {
+                let (d_in, d_out) = (shape.d_in, shape.d_out);
+                let (weights_t, bias) = row[shape.range()].split_at_mut(d_out * d_in);
+                let inputs = &lin.inputs[l][n * rows * d_in..(n + 1) * rows * d_in];
+                let grads = &lin.output_grads[l][n * rows * d_out..(n + 1) * rows * d_out];
+                for (a, g) in inputs.chunks_exact(d_in).zip(grads.chunks_exact(d_out)) {
+                    for (&a, column) in a.iter().zip(weights_t.chunks_exact_mut(d_out)) {
+                        if a != 0.0 {
+                            for (w, &g) in column.iter_mut().zip(g) {
+                                *w = a.mul_add(g, *w);
+                            }
+                        }
+                    }
+                }
+                bias.copy_from_slice(&grads[..d_out]);
+            }
+        }
+        for (p, &src) in source.iter().enumerate() {
+            let column = &mut jacobian.col_as_slice_mut(p)[first..first + count];
+            for (k, entry) in column.iter_mut().enumerate() {
+                *entry = built[k * n_params + src];
+            }
+        }
     }
 }

@@ -109,29 +109,25 @@ impl Kfac {
         self.config.use_exact_interior_gramian || self.config.use_exact_boundary_gramian
     }
 
-    /// Fold this step's factors (or exact blocks) into the moving averages.
     /// Fold this step's factors (or exact blocks) into the moving averages;
     /// each term computes only what it uses.
     fn update_curvature(&mut self, lin: &LinearizedPinn) {
         let s = &self.config.settings;
         let terms = [
-            (
-                &lin.interior,
-                &lin.residual_interior,
-                &lin.jacobian_interior,
-            ),
-            (
-                &lin.boundary,
-                &lin.residual_boundary,
-                &lin.jacobian_boundary,
-            ),
+            (&lin.interior, &lin.residual_interior),
+            (&lin.boundary, &lin.residual_boundary),
         ];
-        for (t, (linearization, residual, jacobian)) in terms.into_iter().enumerate() {
+        for (t, (linearization, residual)) in terms.into_iter().enumerate() {
             let exact = [
                 self.config.use_exact_interior_gramian,
                 self.config.use_exact_boundary_gramian,
             ][t];
             if exact {
+                let jacobian = if t == 0 {
+                    lin.jacobian_interior()
+                } else {
+                    lin.jacobian_boundary()
+                };
                 let blocks = layer_blocks(jacobian.as_ref(), &self.layers);
                 for ((shape, block), c) in self.layers.iter().zip(&blocks).zip(&mut self.curvature)
                 {

@@ -5,8 +5,8 @@ use crate::forward_laplacian::{Output, Trace, forward};
 use crate::jacobians::Linearization;
 use crate::mlp::Mlp;
 use crate::problem::{Data, Equation, Points};
-use faer::linalg::matmul::matmul;
-use faer::{Accum, Mat, MatRef, Par};
+use faer::Mat;
+use std::sync::OnceLock;
 
 /// A network architecture, an equation and its point sets, with the targets
 /// `f(x_n)` (interior), `u*(x_n)` (boundary, evaluation) precomputed.
@@ -94,35 +94,31 @@ impl Pinn {
     }
 }
 
-/// Everything both optimizers need at one `θ`: residuals, losses, per-point
-/// Jacobians (Gramian basis) and the gradient
-/// `∇_θ(L_Ω + L_∂) = J_Ωᵀ r_Ω / N_Ω + J_∂ᵀ r_∂ / N_∂`.
+/// Everything both optimizers need at one `θ`: residuals, losses, the
+/// gradient `∇_θ(L_Ω + L_∂) = J_Ωᵀ r_Ω / N_Ω + J_∂ᵀ r_∂ / N_∂`, and, formed
+/// on first use (KFAC without an exact term never needs them), the per-point
+/// Jacobians in the Gramian basis.
 #[derive(Clone, Debug)]
 pub struct LinearizedPinn {
     pub interior: Linearization,
     pub boundary: Linearization,
     pub residual_interior: Vec<f64>,
     pub residual_boundary: Vec<f64>,
-    pub jacobian_interior: Mat<f64>,
-    pub jacobian_boundary: Mat<f64>,
     pub losses: Losses,
     pub gradient: Vec<f64>,
+    jacobians: [OnceLock<Mat<f64>>; 2],
 }
 
-/// `Jᵀ r / N`.
-fn mean_weighted_rows(jacobian: &Mat<f64>, residual: &[f64]) -> Vec<f64> {
-    let n = residual.len() as f64;
-    let r = MatRef::from_column_major_slice(residual, residual.len(), 1);
-    let mut out = Mat::<f64>::zeros(jacobian.ncols(), 1);
-    matmul(
-        out.as_mut(),
-        Accum::Replace,
-        jacobian.transpose(),
-        r,
-        1.0 / n,
-        Par::Seq,
-    );
-    out.col(0).iter().copied().collect()
+impl LinearizedPinn {
+    /// `J_Ω` (`N_Ω × P`), rows `g_n^Ω = ∇_θ Δu_θ(x_n)`.
+    pub fn jacobian_interior(&self) -> &Mat<f64> {
+        self.jacobians[0].get_or_init(|| self.interior.jacobian())
+    }
+
+    /// `J_∂` (`N_∂ × P`), rows `g_n^∂ = ∇_θ u_θ(x_n)`.
+    pub fn jacobian_boundary(&self) -> &Mat<f64> {
+        self.jacobians[1].get_or_init(|| self.boundary.jacobian())
+    }
 }
 
 impl Pinn {
@@ -141,11 +137,11 @@ impl Pinn {
             .zip(&self.solution_boundary)
             .map(|(u, g)| u - g)
             .collect();
-        let jacobian_interior = interior.jacobian();
-        let jacobian_boundary = boundary.jacobian();
-        let gradient = mean_weighted_rows(&jacobian_interior, &residual_interior)
+        let over_n = |r: &[f64]| r.iter().map(|x| x / r.len() as f64).collect::<Vec<_>>();
+        let gradient = interior
+            .weighted_gradient(&over_n(&residual_interior))
             .iter()
-            .zip(mean_weighted_rows(&jacobian_boundary, &residual_boundary))
+            .zip(boundary.weighted_gradient(&over_n(&residual_boundary)))
             .map(|(a, b)| a + b)
             .collect();
         LinearizedPinn {
@@ -157,9 +153,8 @@ impl Pinn {
             boundary,
             residual_interior,
             residual_boundary,
-            jacobian_interior,
-            jacobian_boundary,
             gradient,
+            jacobians: Default::default(),
         }
     }
 }

@@ -127,8 +127,8 @@ fn gramians_equal_jtj_over_n_with_finite_difference_jacobians() {
     let (pinn, theta) = small_pinn(25, 7);
     let lin = pinn.linearize(&theta);
     for (points, laplacian, ours) in [
-        (&pinn.data.interior, true, &lin.jacobian_interior),
-        (&pinn.data.boundary, false, &lin.jacobian_boundary),
+        (&pinn.data.interior, true, lin.jacobian_interior()),
+        (&pinn.data.boundary, false, lin.jacobian_boundary()),
     ] {
         let fd = finite_difference_jacobian(&pinn, &theta, points, laplacian);
         let (g_ours, g_fd) = (gramian(ours.as_ref()), gramian(fd.as_ref()));
@@ -177,7 +177,7 @@ fn single_point_b_kron_a_is_the_gramian_block() {
         &KfacSettings::default(),
     );
     let layers = pinn.mlp.layers();
-    for (l, block) in layer_blocks(lin.jacobian_boundary.as_ref(), &layers)
+    for (l, block) in layer_blocks(lin.jacobian_boundary().as_ref(), &layers)
         .iter()
         .enumerate()
     {
@@ -267,4 +267,30 @@ fn bias_entries_are_gradients_not_values() {
         bias_gradient_error(&pinn, &theta, &buggy) > 0.1,
         "the check must catch bias values"
     );
+}
+
+/// The line search's untraced pass (blocks of points, derivative rows of the
+/// last hidden layer skipped) and the traced pass of the linearisation are
+/// written separately: they must agree bit for bit, or the logged loss would
+/// not be the loss the line search chose. Both models, more points than a block.
+#[test]
+fn traced_and_untraced_passes_agree_bit_for_bit() {
+    for (dim, hidden) in [(2, vec![64]), (5, vec![64, 48, 32, 16])] {
+        let mlp = Mlp::new(dim, &hidden);
+        let theta = mlp.init_params(3);
+        let data = Data::generate(1, 70, 45, dim);
+        let pinn = Pinn::new(mlp, Equation::Poisson, data);
+        let traced = pinn.linearize(&theta).losses;
+        let untraced = pinn.losses(&theta);
+        assert_eq!(
+            traced.interior.to_bits(),
+            untraced.interior.to_bits(),
+            "{hidden:?}"
+        );
+        assert_eq!(
+            traced.boundary.to_bits(),
+            untraced.boundary.to_bits(),
+            "{hidden:?}"
+        );
+    }
 }

@@ -62,13 +62,13 @@ fn kfac_errors(p: &Problem, interior: bool, settings: &KfacSettings) -> Vec<f64>
         (
             &lin.interior,
             &lin.residual_interior,
-            &lin.jacobian_interior,
+            lin.jacobian_interior(),
         )
     } else {
         (
             &lin.boundary,
             &lin.residual_boundary,
-            &lin.jacobian_boundary,
+            lin.jacobian_boundary(),
         )
     };
     let layers = p.pinn.mlp.layers();

@@ -76,7 +76,7 @@ fn damping_is_per_factor_for_kronecker_and_once_for_explicit_matrices() {
         &KfacSettings::default(),
     );
     let layers = pinn.mlp.layers();
-    let exact_interior = layer_blocks(lin.jacobian_interior.as_ref(), &layers);
+    let exact_interior = layer_blocks(lin.jacobian_interior().as_ref(), &layers);
     for exact in [false, true] {
         let delta = Kfac::new(config(exact), &pinn.mlp)
             .direction(0, &lin)
@@ -227,7 +227,7 @@ fn engd_full_solves_the_damped_gramian_system() {
     let delta = engd(Approximation::Full, 0.0, false)
         .direction(0, &lin)
         .unwrap();
-    let g = gramian(lin.jacobian_interior.as_ref()) + gramian(lin.jacobian_boundary.as_ref());
+    let g = gramian(lin.jacobian_interior().as_ref()) + gramian(lin.jacobian_boundary().as_ref());
     let residual: Vec<f64> = (0..delta.len())
         .map(|i| {
             (0..delta.len()).map(|j| g[(i, j)] * delta[j]).sum::<f64>()
@@ -254,7 +254,7 @@ fn engd_diagonal_divides_by_the_damped_gramian_diagonal() {
             (0..j.nrows()).map(|n| j[(n, p)] * j[(n, p)]).sum::<f64>() / j.nrows() as f64
         };
         let expected = -lin.gradient[p]
-            / (column_mean(&lin.jacobian_interior) + column_mean(&lin.jacobian_boundary) + 0.05);
+            / (column_mean(lin.jacobian_interior()) + column_mean(lin.jacobian_boundary()) + 0.05);
         assert!(
             (delta[p] - expected).abs() <= 1e-12 * expected.abs().max(1e-300),
             "p={p}"
@@ -274,8 +274,8 @@ fn engd_moving_average_starts_from_the_identity() {
         .direction(0, &lin)
         .unwrap();
     let layers = pinn.mlp.layers();
-    let gi = layer_blocks(lin.jacobian_interior.as_ref(), &layers);
-    let gb = layer_blocks(lin.jacobian_boundary.as_ref(), &layers);
+    let gi = layer_blocks(lin.jacobian_interior().as_ref(), &layers);
+    let gb = layer_blocks(lin.jacobian_boundary().as_ref(), &layers);
     for (l, shape) in layers.iter().enumerate() {
         let n = shape.n_params();
         let m = Mat::from_fn(n, n, |i, j| {

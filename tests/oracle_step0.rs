@@ -48,8 +48,8 @@ fn per_layer_gramians_match_reference() {
     let oracle = oracle();
     let layers = pinn.mlp.layers();
     for (name, jac) in [
-        ("interior_gramian_per_layer", &lin.jacobian_interior),
-        ("boundary_gramian_per_layer", &lin.jacobian_boundary),
+        ("interior_gramian_per_layer", lin.jacobian_interior()),
+        ("boundary_gramian_per_layer", lin.jacobian_boundary()),
     ] {
         let blocks = layer_blocks(jac.as_ref(), &layers);
         for (l, block) in blocks.iter().enumerate() {
