@@ -3,7 +3,7 @@
 //! and its `full`, `per_layer` and `diagonal` approximations.
 
 use crate::mlp::LayerShape;
-use faer::linalg::matmul::matmul;
+use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::{Accum, Mat, MatRef, Par};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -27,20 +27,33 @@ impl Approximation {
     }
 }
 
-/// `(1/N) JᵀJ` for an `N × P` Jacobian, as one matrix product.
+/// `(1/N) JᵀJ` for an `N × P` Jacobian. Only the lower triangle is computed
+/// (faer's triangular product), in two fixed halves of the rows that run in
+/// parallel; the split does not depend on the thread count, so neither do
+/// the bits. The upper triangle is the mirror image.
 pub fn gramian(jacobian: MatRef<'_, f64>) -> Mat<f64> {
-    let n = jacobian.nrows();
-    let p = jacobian.ncols();
-    let mut g = Mat::<f64>::zeros(p, p);
-    matmul(
-        g.as_mut(),
-        Accum::Replace,
-        jacobian.transpose(),
-        jacobian,
-        1.0 / n as f64,
-        Par::Seq,
-    );
-    g
+    let (n, p) = (jacobian.nrows(), jacobian.ncols());
+    let half_product = |rows: MatRef<'_, f64>| {
+        let mut g = Mat::<f64>::zeros(p, p);
+        triangular::matmul(
+            g.as_mut(),
+            BlockStructure::TriangularLower,
+            Accum::Replace,
+            rows.transpose(),
+            BlockStructure::Rectangular,
+            rows,
+            BlockStructure::Rectangular,
+            1.0 / n as f64,
+            Par::Seq,
+        );
+        g
+    };
+    let (top, bottom) = jacobian.split_at_row(n / 2);
+    let (g_top, g_bottom) = rayon::join(|| half_product(top), || half_product(bottom));
+    Mat::from_fn(p, p, |i, j| {
+        let (r, c) = if i >= j { (i, j) } else { (j, i) };
+        g_top[(r, c)] + g_bottom[(r, c)]
+    })
 }
 
 /// The diagonal blocks `(1/N) J_lᵀ J_l` of each linear layer.
