@@ -17,6 +17,7 @@ use crate::optimizer::NoObserver;
 use crate::train::{TrainConfig, run_steps, train};
 use crate::trajectory::{FieldComparison, compare, relative_error};
 use anyhow::{Context, Result};
+use rayon::prelude::*;
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -358,26 +359,25 @@ fn provenance(
         }
     }
     let prefix = &documented[..documented.len().min(SEARCH_LINES)];
-    let mut ranking: Vec<(Candidate, Vec<Change>)> = Vec::new();
-    for changes in &candidate_sets {
-        let Ok(config) = config_of(&apply(&base_args, changes)) else {
-            continue;
-        };
-        let Ok(ours) = run_prefix(&config, prefix) else {
-            continue;
-        };
-        let (mean_digits, min_digits) = score(&flatten(compare(prefix, &ours)));
-        let mut all: Vec<Change> = problem.clone();
-        all.extend(changes.iter().cloned());
-        ranking.push((
-            Candidate {
-                changes: all.iter().map(Change::describe).collect(),
-                mean_digits,
-                min_digits,
-            },
-            all,
-        ));
-    }
+    // Candidates are independent runs: in parallel, collected in order.
+    let mut ranking: Vec<(Candidate, Vec<Change>)> = candidate_sets
+        .par_iter()
+        .filter_map(|changes| {
+            let config = config_of(&apply(&base_args, changes)).ok()?;
+            let ours = run_prefix(&config, prefix).ok()?;
+            let (mean_digits, min_digits) = score(&flatten(compare(prefix, &ours)));
+            let mut all: Vec<Change> = problem.clone();
+            all.extend(changes.iter().cloned());
+            Some((
+                Candidate {
+                    changes: all.iter().map(Change::describe).collect(),
+                    mean_digits,
+                    min_digits,
+                },
+                all,
+            ))
+        })
+        .collect();
     ranking.sort_by(|a, b| b.0.mean_digits.total_cmp(&a.0.mean_digits));
     // Candidates within half a digit of the best are indistinguishable by the
     // log; the one with the fewest changes explains it most simply.
@@ -472,7 +472,7 @@ pub fn replay(path: &Path, search: bool) -> Result<ReplayReport> {
             .map_err(|e| anyhow::anyhow!("{}:{}: {e:#}", path.display(), run.command_line))?;
     }
     let blocks = runs
-        .iter()
+        .par_iter()
         .map(|run| replay_block(&runs, run, search))
         .collect();
     Ok(ReplayReport {
