@@ -27,12 +27,17 @@ impl Approximation {
     }
 }
 
-/// `(1/N) JᵀJ` for an `N × P` Jacobian. Only the lower triangle is computed
-/// (faer's triangular product), in two fixed halves of the rows that run in
-/// parallel; the split does not depend on the thread count, so neither do
-/// the bits. The upper triangle is the mirror image.
+/// `(1/N) JᵀJ` for an `N × P` Jacobian.
 pub fn gramian(jacobian: MatRef<'_, f64>) -> Mat<f64> {
-    let (n, p) = (jacobian.nrows(), jacobian.ncols());
+    scaled_gram(jacobian, 1.0 / jacobian.nrows() as f64)
+}
+
+/// `scale · XᵀX`, the Gramians here and the Kronecker factors. Only the lower
+/// triangle is computed (faer's triangular product), in two fixed halves of
+/// the rows that run in parallel; the split does not depend on the thread
+/// count, so neither do the bits. The upper triangle is the mirror image.
+pub fn scaled_gram(x: MatRef<'_, f64>, scale: f64) -> Mat<f64> {
+    let (n, p) = (x.nrows(), x.ncols());
     let half_product = |rows: MatRef<'_, f64>| {
         let mut g = Mat::<f64>::zeros(p, p);
         triangular::matmul(
@@ -43,12 +48,12 @@ pub fn gramian(jacobian: MatRef<'_, f64>) -> Mat<f64> {
             BlockStructure::Rectangular,
             rows,
             BlockStructure::Rectangular,
-            1.0 / n as f64,
+            scale,
             Par::Seq,
         );
         g
     };
-    let (top, bottom) = jacobian.split_at_row(n / 2);
+    let (top, bottom) = x.split_at_row(n / 2);
     let (g_top, g_bottom) = rayon::join(|| half_product(top), || half_product(bottom));
     Mat::from_fn(p, p, |i, j| {
         let (r, c) = if i >= j { (i, j) } else { (j, i) };

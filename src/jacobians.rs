@@ -12,6 +12,7 @@ use crate::problem::Points;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatMut, MatRef, Par};
 use multiversion::multiversion;
+use std::borrow::Cow;
 
 /// A network linearised at `θ` on one point set.
 #[derive(Clone, Debug)]
@@ -175,19 +176,6 @@ impl Linearization {
         }
     }
 
-    /// Augmented input `ã_{n,s}`: the layer input with a trailing 1 on value
-    /// rows and 0 on derivative and Laplacian rows.
-    pub fn augmented_input(&self, layer: usize, row: usize, j: usize) -> f64 {
-        let d_in = self.layers[layer].d_in;
-        if j < d_in {
-            self.inputs[layer][row * d_in + j]
-        } else if row.is_multiple_of(self.rows_per_point) {
-            1.0
-        } else {
-            0.0
-        }
-    }
-
     /// `Σ_n w_n g_n` in the Gramian basis, per layer as the product
     /// `∇W = Ḡᵀ (w ⊙ Ã)` over all rows, `∇b = Σ_n w_n ḡ_{n,0}`: with
     /// `w = r/N` this is the gradient `Jᵀr/N`, without forming `J`.
@@ -198,20 +186,29 @@ impl Linearization {
         for (l, shape) in self.layers.iter().enumerate() {
             let (d_in, d_out) = (shape.d_in, shape.d_out);
             let g = &self.output_grads[l];
-            let mut weighted_inputs = self.inputs[l].clone();
-            for (point_rows, &w) in weighted_inputs.chunks_exact_mut(rows * d_in).zip(weights) {
-                for a in point_rows {
-                    *a *= w;
+            // w ⊙ goes on the narrower of the two row sets.
+            let weighted = |x: &[f64], width: usize| {
+                let mut x = x.to_vec();
+                for (point_rows, &w) in x.chunks_exact_mut(rows * width).zip(weights) {
+                    point_rows.iter_mut().for_each(|v| *v *= w);
                 }
-            }
+                x
+            };
+            let a = &self.inputs[l];
+            let (g, a): (Cow<[f64]>, Cow<[f64]>) = if d_out <= d_in {
+                (weighted(g, d_out).into(), a.into())
+            } else {
+                (g.into(), weighted(a, d_in).into())
+            };
             matmul(
                 MatMut::from_row_major_slice_mut(&mut gradient[shape.weight_range()], d_out, d_in),
                 Accum::Replace,
-                MatRef::from_row_major_slice(g, g.len() / d_out, d_out).transpose(),
-                MatRef::from_row_major_slice(&weighted_inputs, weighted_inputs.len() / d_in, d_in),
+                MatRef::from_row_major_slice(&g, g.len() / d_out, d_out).transpose(),
+                MatRef::from_row_major_slice(&a, a.len() / d_in, d_in),
                 1.0,
                 Par::Seq,
             );
+            let g = &self.output_grads[l];
             let bias = &mut gradient[shape.bias_range()];
             for (w, value_row) in weights.iter().zip(g.chunks_exact(rows * d_out)) {
                 for (b, &g) in bias.iter_mut().zip(&value_row[..d_out]) {
@@ -236,25 +233,23 @@ impl Linearization {
 const JACOBIAN_BLOCK: usize = 8;
 
 /// Row `n` of the Jacobian is, layer by layer, `Σ_s ḡ_{n,s} ã_{n,s}ᵀ` (with
-/// `ã`'s trailing 1 on the value row). Rows are built with the weight block
-/// transposed (`i` outer, so the update runs over contiguous `j`), then each
-/// entry goes to its Gramian-basis column (W row-major, then b). Inputs that
-/// are exactly 0 (the first layer's Laplacian and off-axis derivative rows)
-/// add nothing and are skipped.
+/// `ã`'s trailing 1 on the value row). A layer's weight block is built with
+/// its longer side innermost, so the update runs over a contiguous row: as
+/// `W` (`j` outer) when `d_in ≥ d_out`, else transposed (`i` outer). Each
+/// entry then goes to its Gramian-basis column (W row-major, then b).
+/// Transposed, inputs that are exactly 0 (the first layer's Laplacian and
+/// off-axis derivative rows) add nothing and are skipped.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 fn jacobian_columns(lin: &Linearization, n_params: usize, jacobian: &mut Mat<f64>) {
     let rows = lin.rows_per_point;
+    let transposed = |shape: &LayerShape| shape.d_in < shape.d_out;
     // Gramian-basis column p reads built-row entry source[p].
-    let mut source = vec![0; n_params];
-    for shape in &lin.layers {
-        let (d_in, d_out) = (shape.d_in, shape.d_out);
-        for j in 0..d_out {
-            for i in 0..d_in {
-                source[shape.offset + j * d_in + i] = shape.offset + i * d_out + j;
+    let mut source: Vec<usize> = (0..n_params).collect();
+    for shape in lin.layers.iter().filter(|s| transposed(s)) {
+        for j in 0..shape.d_out {
+            for i in 0..shape.d_in {
+                source[shape.offset + j * shape.d_in + i] = shape.offset + i * shape.d_out + j;
             }
-        }
-        for p in shape.bias_range() {
-            source[p] = p;
         }
     }
     let mut built = vec![0.0; JACOBIAN_BLOCK * n_params];
@@ -265,15 +260,19 @@ fn jacobian_columns(lin: &Linearization, n_params: usize, jacobian: &mut Mat<f64
             let n = first + k;
             for (l, shape) in lin.layers.iter().enumerate() {
                 let (d_in, d_out) = (shape.d_in, shape.d_out);
-                let (weights_t, bias) = row[shape.range()].split_at_mut(d_out * d_in);
+                let (weights, bias) = row[shape.range()].split_at_mut(d_out * d_in);
                 let inputs = &lin.inputs[l][n * rows * d_in..(n + 1) * rows * d_in];
                 let grads = &lin.output_grads[l][n * rows * d_out..(n + 1) * rows * d_out];
                 for (a, g) in inputs.chunks_exact(d_in).zip(grads.chunks_exact(d_out)) {
-                    for (&a, column) in a.iter().zip(weights_t.chunks_exact_mut(d_out)) {
-                        if a != 0.0 {
-                            for (w, &g) in column.iter_mut().zip(g) {
-                                *w = a.mul_add(g, *w);
+                    if transposed(shape) {
+                        for (&a, column) in a.iter().zip(weights.chunks_exact_mut(d_out)) {
+                            if a != 0.0 {
+                                axpy(a, g, column);
                             }
+                        }
+                    } else {
+                        for (&g, w_row) in g.iter().zip(weights.chunks_exact_mut(d_in)) {
+                            axpy(g, a, w_row);
                         }
                     }
                 }
@@ -282,9 +281,17 @@ fn jacobian_columns(lin: &Linearization, n_params: usize, jacobian: &mut Mat<f64
         }
         for (p, &src) in source.iter().enumerate() {
             let column = &mut jacobian.col_as_slice_mut(p)[first..first + count];
-            for (k, entry) in column.iter_mut().enumerate() {
-                *entry = built[k * n_params + src];
+            for (entry, row) in column.iter_mut().zip(built.chunks_exact(n_params)) {
+                *entry = row[src];
             }
         }
+    }
+}
+
+/// `y ← a x + y`.
+#[inline(always)]
+fn axpy(a: f64, x: &[f64], y: &mut [f64]) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y = a.mul_add(x, *y);
     }
 }

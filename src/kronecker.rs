@@ -6,10 +6,10 @@
 //! in the interior): `A = (1/(N·S)) Σ ã ãᵀ`, `B = Σ g gᵀ`, and
 //! `B ⊗ A ≈ G_layer` in the KFAC basis.
 
+use crate::gramian::scaled_gram;
 use crate::jacobians::Linearization;
 use crate::mlp::{LayerShape, Mlp};
-use faer::linalg::matmul::matmul;
-use faer::{Accum, Mat, MatRef, Par};
+use faer::{Mat, MatRef};
 
 /// The backpropagated error `e_n` (`--KFAC_ggn_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -102,20 +102,6 @@ pub struct KroneckerFactors {
     pub b: Mat<f64>,
 }
 
-/// `scale · XᵀX` by one matrix product.
-fn scaled_gram(x: MatRef<'_, f64>, scale: f64) -> Mat<f64> {
-    let mut out = Mat::<f64>::zeros(x.ncols(), x.ncols());
-    matmul(
-        out.as_mut(),
-        Accum::Replace,
-        x.transpose(),
-        x,
-        scale,
-        Par::Seq,
-    );
-    out
-}
-
 /// The Kronecker factors of every layer for one term (interior when the
 /// linearisation carries Laplacian rows, boundary otherwise), with residuals
 /// `r_n` for the empirical error.
@@ -141,24 +127,36 @@ pub fn kronecker_factors(
         .iter()
         .enumerate()
         .map(|(l, shape)| {
-            let cols = shape.d_in + 1;
-            let augmented = Mat::from_fn(n * rows, cols, |r, j| lin.augmented_input(l, r, j));
-            let a = scaled_gram(augmented.as_ref(), 1.0 / (n * rows) as f64);
+            let (d_in, d_out) = (shape.d_in, shape.d_out);
+            // Ã row-major: the layer's input rows, and 1 on value rows.
+            let mut augmented = vec![0.0; n * rows * (d_in + 1)];
+            for (r, (out, input)) in augmented
+                .chunks_exact_mut(d_in + 1)
+                .zip(lin.inputs[l].chunks_exact(d_in))
+                .enumerate()
+            {
+                out[..d_in].copy_from_slice(input);
+                out[d_in] = if r % rows == 0 { 1.0 } else { 0.0 };
+            }
+            let augmented = MatRef::from_row_major_slice(&augmented, n * rows, d_in + 1);
+            let a = scaled_gram(augmented, 1.0 / (n * rows) as f64);
 
             let b = if settings.ggn_type == GgnType::ForwardOnly {
-                Mat::identity(shape.d_out, shape.d_out)
+                Mat::identity(d_out, d_out)
             } else {
                 let value_rows_only =
                     rows > 1 && l == 0 && settings.interior_b_rows == InteriorBRows::InputDependent;
-                let kept: Vec<usize> = (0..n * rows)
-                    .filter(|r| !value_rows_only || r % rows == 0)
-                    .collect();
-                let g = &lin.output_grads[l];
-                let weighted = Mat::from_fn(kept.len(), shape.d_out, |k, i| {
-                    let r = kept[k];
-                    weight[r / rows] * g[r * shape.d_out + i]
-                });
-                scaled_gram(weighted.as_ref(), error_scale_sq)
+                let mut weighted = Vec::with_capacity(n * rows * d_out);
+                for (r, g) in lin.output_grads[l].chunks_exact(d_out).enumerate() {
+                    if !value_rows_only || r % rows == 0 {
+                        weighted.extend(g.iter().map(|g| weight[r / rows] * g));
+                    }
+                }
+                let n_kept = weighted.len() / d_out;
+                scaled_gram(
+                    MatRef::from_row_major_slice(&weighted, n_kept, d_out),
+                    error_scale_sq,
+                )
             };
             KroneckerFactors { a, b }
         })
