@@ -34,18 +34,24 @@ pub struct Linearization {
 /// `∂/∂Δz = σ'ḡ_Δ`, `∂/∂(∂_i z) = σ'ḡ_i + 2σ''∂_i z ḡ_Δ`,
 /// `∂/∂z = σ'ḡ_v + σ''Σ_i ∂_i z ḡ_i + (σ'''Σ(∂_i z)² + σ''Δz) ḡ_Δ`.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
-fn tanh_backward(pre: &[f64], upstream: &[f64], width: usize, rows: usize) -> Vec<f64> {
+fn tanh_backward(
+    pre: &[f64],
+    activation: &[f64],
+    upstream: &[f64],
+    width: usize,
+    rows: usize,
+) -> Vec<f64> {
     let mut out = vec![0.0; pre.len()];
-    let mut t = vec![0.0; width];
-    for ((z, g), y) in pre
+    for (((z, h), g), y) in pre
         .chunks_exact(rows * width)
+        .zip(activation.chunks_exact(rows * width))
         .zip(upstream.chunks_exact(rows * width))
         .zip(out.chunks_exact_mut(rows * width))
     {
-        t.copy_from_slice(&z[..width]);
-        crate::tanh::tanh_in_place(&mut t);
+        // `t = tanh z` is the activation's value row, kept by the forward pass.
+        let t = &h[..width];
         if rows == 1 {
-            for ((y, &g), &t) in y.iter_mut().zip(g).zip(&t) {
+            for ((y, &g), &t) in y.iter_mut().zip(g).zip(t) {
                 *y = (-t).mul_add(t, 1.0) * g;
             }
             continue;
@@ -63,9 +69,9 @@ fn tanh_backward(pre: &[f64], upstream: &[f64], width: usize, rows: usize) -> Ve
             .zip(g_derivatives.chunks_exact(width))
             .zip(y_derivatives.chunks_exact_mut(width))
         {
-            derivative_row_backward(&t, dz, gi, g_lap, yi, y_value, y_lap);
+            derivative_row_backward(t, dz, gi, g_lap, yi, y_value, y_lap);
         }
-        value_and_laplacian_backward(&t, g_value, g_lap, z_lap, y_value, y_lap);
+        value_and_laplacian_backward(t, g_value, g_lap, z_lap, y_value, y_lap);
     }
     out
 }
@@ -161,6 +167,7 @@ impl Linearization {
             let upstream = linear_backward(&layers[l], theta, &output_grads[l]);
             output_grads[l - 1] = tanh_backward(
                 &trace.pre_activations[l - 1],
+                &trace.layer_inputs[l],
                 &upstream,
                 layers[l - 1].d_out,
                 rows,
