@@ -1,12 +1,15 @@
 //! `kfac-check bench`: wall time per step of representative runs, split into
-//! linearisation (forward Laplacian, backward pass, Jacobians), direction
-//! (Gramians or factors, factorisations, solves) and line search.
+//! linearisation (forward Laplacian, backward pass, gradient), curvature
+//! (Jacobians, Gramians or Kronecker factors, moving averages), solve
+//! (factorisations and solves) and line search; and, when the binary is
+//! given, the whole-process wall time of the same command.
 
 use crate::debug_log::parse_train_args;
 use crate::optimizer::NoObserver;
 use crate::train::Trainer;
-use anyhow::Result;
+use anyhow::{Result, bail};
 use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct Scenario {
@@ -39,14 +42,17 @@ pub const SCENARIOS: [Scenario; 4] = [
     },
 ];
 
-/// One timed run: `wall` includes the set-up.
+/// One timed run: `wall` includes the set-up; `process` is the whole
+/// process (start-up, set-up, steps, log), when measured.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Timing {
     pub name: String,
     pub steps: usize,
     pub wall: Duration,
+    pub process: Option<Duration>,
     pub linearize: Duration,
-    pub direction: Duration,
+    pub curvature: Duration,
+    pub solve: Duration,
     pub line_search: Duration,
 }
 
@@ -59,18 +65,42 @@ pub fn time_run(name: &str, flags: &str, steps: usize) -> Result<Timing> {
         name: name.to_string(),
         steps,
         wall: Duration::ZERO,
+        process: None,
         linearize: Duration::ZERO,
-        direction: Duration::ZERO,
+        curvature: Duration::ZERO,
+        solve: Duration::ZERO,
         line_search: Duration::ZERO,
     };
     for _ in 0..steps {
         let timings = trainer.step(&mut NoObserver)?.timings;
         t.linearize += timings.linearize;
-        t.direction += timings.direction;
+        t.curvature += timings.curvature;
+        t.solve += timings.solve;
         t.line_search += timings.line_search;
     }
     t.wall = start.elapsed();
     Ok(t)
+}
+
+/// The median whole-process wall time of `exe args…` over `repeats` runs
+/// (output discarded), as a user timing the command would measure it.
+pub fn process_wall(exe: &Path, args: &[String], repeats: usize) -> Result<Duration> {
+    let mut walls = (0..repeats.max(1))
+        .map(|_| {
+            let start = Instant::now();
+            let status = Command::new(exe)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()?;
+            if !status.success() {
+                bail!("{} {} failed: {status}", exe.display(), args.join(" "));
+            }
+            Ok(start.elapsed())
+        })
+        .collect::<Result<Vec<_>>>()?;
+    walls.sort();
+    Ok(walls[walls.len() / 2])
 }
 
 /// The median (by wall time) of `repeats` runs.
@@ -82,44 +112,64 @@ pub fn median_run(name: &str, flags: &str, steps: usize, repeats: usize) -> Resu
     Ok(runs.swap_remove(runs.len() / 2))
 }
 
-/// The benchmark table: every scenario, plus the time per step against
+/// The benchmark table: every scenario (with its whole-process time when
+/// `exe`, the kfac-check binary, is given), plus the time per step against
 /// `N_Ω` (900, 3000, 10000) with `scaling`, and a full replay of `seed_log`.
 pub fn bench(
     repeats: usize,
     scaling: bool,
     seed_log: Option<&Path>,
+    exe: Option<&Path>,
 ) -> Result<(Vec<Timing>, Option<Duration>)> {
     let mut out = Vec::new();
     for s in &SCENARIOS {
-        out.push(median_run(s.name, s.flags, s.steps, repeats)?);
+        let mut timing = median_run(s.name, s.flags, s.steps, repeats)?;
+        if let (Some(exe), true) = (exe, s.steps == 100) {
+            let mut args = vec!["train".to_string(), "--quiet".to_string()];
+            args.extend(s.flags.split_whitespace().map(str::to_string));
+            timing.process = Some(process_wall(exe, &args, repeats)?);
+        }
+        out.push(timing);
     }
     if scaling {
         for n in [900, 3000, 10000] {
             for (model, optimizer) in [
                 ("mlp-tanh-64", "ENGD --ENGD_approximation=per_layer"),
                 ("mlp-tanh-64", "ENGD"),
+                ("mlp-tanh-64", "KFAC"),
+                (
+                    "mlp-tanh-64-48-32-16",
+                    "ENGD --ENGD_approximation=per_layer",
+                ),
+                ("mlp-tanh-64-48-32-16", "ENGD"),
                 ("mlp-tanh-64-48-32-16", "KFAC"),
             ] {
                 let flags = format!(
                     "--optimizer={optimizer} --ENGD_damping=1e-8 --KFAC_damping=1e-8 --model={model} --N_Omega={n}"
                 );
                 let name = format!("scaling: {optimizer}, {model}, N_Ω={n}")
-                    .replace("--ENGD_approximation=", "");
+                    .replace(" --ENGD_approximation=", " ");
                 out.push(median_run(&name, &flags, 5, repeats)?);
             }
         }
     }
     let replay = match seed_log {
-        Some(path) => {
-            let mut walls = (0..repeats.max(1))
-                .map(|_| {
-                    let start = Instant::now();
-                    crate::replay::replay(path, true).map(|_| start.elapsed())
-                })
-                .collect::<Result<Vec<_>>>()?;
-            walls.sort();
-            Some(walls[walls.len() / 2])
-        }
+        Some(path) => Some(match exe {
+            Some(exe) => {
+                let args = vec!["replay".to_string(), path.display().to_string()];
+                process_wall(exe, &args, repeats)?
+            }
+            None => {
+                let mut walls = (0..repeats.max(1))
+                    .map(|_| {
+                        let start = Instant::now();
+                        crate::replay::replay(path, true).map(|_| start.elapsed())
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                walls.sort();
+                walls[walls.len() / 2]
+            }
+        }),
         None => None,
     };
     Ok((out, replay))
@@ -128,22 +178,37 @@ pub fn bench(
 pub fn render(timings: &[Timing], replay: Option<Duration>) -> String {
     let ms = |d: Duration, steps: usize| d.as_secs_f64() * 1e3 / steps as f64;
     let mut out = format!(
-        "{:<58} {:>5} {:>8} {:>8} {:>10} {:>10} {:>12}\n",
-        "run", "steps", "wall s", "ms/step", "linearize", "direction", "line search"
+        "{:<62} {:>5} {:>9} {:>8} {:>8} {:>10} {:>10} {:>7} {:>12}\n",
+        "run",
+        "steps",
+        "process s",
+        "wall s",
+        "ms/step",
+        "linearize",
+        "curvature",
+        "solve",
+        "line search"
     );
     for t in timings {
+        let process = t
+            .process
+            .map_or("-".to_string(), |p| format!("{:.3}", p.as_secs_f64()));
         out.push_str(&format!(
-            "{:<58} {:>5} {:>8.3} {:>8.2} {:>10.2} {:>10.2} {:>12.2}\n",
+            "{:<62} {:>5} {:>9} {:>8.3} {:>8.2} {:>10.2} {:>10.2} {:>7.2} {:>12.2}\n",
             t.name,
             t.steps,
+            process,
             t.wall.as_secs_f64(),
             ms(t.wall, t.steps),
             ms(t.linearize, t.steps),
-            ms(t.direction, t.steps),
+            ms(t.curvature, t.steps),
+            ms(t.solve, t.steps),
             ms(t.line_search, t.steps)
         ));
     }
-    out.push_str("(linearize / direction / line search in ms per step)\n");
+    out.push_str(
+        "(process: whole-process wall time of the command; linearize … line search: ms per step)\n",
+    );
     if let Some(d) = replay {
         out.push_str(&format!(
             "replay of the seed log, with the provenance search: {:.2} s\n",

@@ -12,6 +12,7 @@ use crate::optimizer::Optimizer;
 use crate::pinn::LinearizedPinn;
 use anyhow::Result;
 use faer::Mat;
+use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EngdConfig {
@@ -28,6 +29,7 @@ pub struct Engd {
     /// One moving average per block: the whole matrix (`full`), one per
     /// layer (`per_layer`), or a `P × 1` column of the diagonal (`diagonal`).
     curvature: Vec<MovingAverage>,
+    curvature_time: Duration,
 }
 
 impl Engd {
@@ -57,6 +59,7 @@ impl Engd {
             config,
             layers,
             curvature,
+            curvature_time: Duration::ZERO,
         }
     }
 
@@ -83,10 +86,12 @@ impl Engd {
 
 impl Optimizer for Engd {
     fn direction(&mut self, _step: usize, lin: &LinearizedPinn) -> Result<Vec<f64>> {
+        let start = Instant::now();
         let fresh = self.fresh_curvature(lin);
         for (average, new) in self.curvature.iter_mut().zip(&fresh) {
             average.update(new);
         }
+        self.curvature_time = start.elapsed();
         let lambda = self.config.damping;
         let g = &lin.gradient;
         let mut delta = vec![0.0; g.len()];
@@ -121,5 +126,9 @@ impl Optimizer for Engd {
 
     fn step_size_rule(&self) -> &StepSize {
         &self.config.step_size
+    }
+
+    fn last_curvature_time(&self) -> Duration {
+        self.curvature_time
     }
 }

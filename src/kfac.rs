@@ -21,6 +21,7 @@ use crate::optimizer::Optimizer;
 use crate::pinn::LinearizedPinn;
 use anyhow::{Context, Result};
 use faer::{Mat, MatRef};
+use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct KfacConfig {
@@ -72,6 +73,7 @@ pub struct Kfac {
     /// Per layer: (interior, boundary).
     pub curvature: Vec<(TermCurvature, TermCurvature)>,
     inverses: Vec<LayerInverse>,
+    curvature_time: Duration,
 }
 
 impl Kfac {
@@ -102,6 +104,7 @@ impl Kfac {
             layers,
             curvature,
             inverses: Vec::new(),
+            curvature_time: Duration::ZERO,
         }
     }
 
@@ -213,9 +216,11 @@ impl Kfac {
 
 impl Optimizer for Kfac {
     fn direction(&mut self, step: usize, lin: &LinearizedPinn) -> Result<Vec<f64>> {
+        let start = Instant::now();
         if step.is_multiple_of(self.config.t_kfac) {
             self.update_curvature(lin);
         }
+        self.curvature_time = start.elapsed();
         if step.is_multiple_of(self.config.t_inv) || self.inverses.is_empty() {
             self.update_inverses()
                 .with_context(|| format!("step {step}: inverting the KFAC curvature"))?;
@@ -225,5 +230,9 @@ impl Optimizer for Kfac {
 
     fn step_size_rule(&self) -> &StepSize {
         &self.config.step_size
+    }
+
+    fn last_curvature_time(&self) -> Duration {
+        self.curvature_time
     }
 }

@@ -113,15 +113,18 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Time representative runs per step, split into linearisation,
-    /// direction and line search (median of --repeats).
+    /// Time representative runs: whole-process wall time, and per step the
+    /// split into linearisation, curvature, solve and line search (medians
+    /// of --repeats).
     Bench {
-        #[arg(long, default_value_t = 1)]
-        repeats: usize,
-        /// Also time 5 steps at N_Omega = 900, 3000, 10000 for both models.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        repeats: u64,
+        /// Also time 5 steps at N_Omega = 900, 3000, 10000 for both models
+        /// with ENGD per_layer, ENGD full and KFAC.
         #[arg(long)]
         scaling: bool,
-        /// Also time a full replay (with provenance search) of this log.
+        /// Also time a full replay (with provenance search) of this log,
+        /// as a whole process.
         #[arg(long)]
         replay: Option<PathBuf>,
     },
@@ -254,7 +257,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             scaling,
             replay,
         } => {
-            let (timings, replay) = kfac_check::bench::bench(repeats, scaling, replay.as_deref())?;
+            let exe = std::env::current_exe()?;
+            let (timings, replay) =
+                kfac_check::bench::bench(repeats as usize, scaling, replay.as_deref(), Some(&exe))?;
             print!("{}", kfac_check::bench::render(&timings, replay));
         }
         Command::Golden { regen, check, root } => {

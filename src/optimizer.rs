@@ -31,6 +31,10 @@ pub trait Optimizer {
     /// The direction `δ` at `θ` (Gramian basis), updating curvature state.
     fn direction(&mut self, step: usize, linearized: &LinearizedPinn) -> Result<Vec<f64>>;
     fn step_size_rule(&self) -> &StepSize;
+    /// Of the last `direction` call, the time spent forming the curvature
+    /// (Jacobians, Gramians or Kronecker factors, moving averages); the
+    /// rest went to factorisations and solves.
+    fn last_curvature_time(&self) -> Duration;
 }
 
 /// The outcome of one step.
@@ -46,8 +50,10 @@ pub struct StepOutcome {
 pub struct StepTimings {
     /// Forward Laplacian, backward pass, Jacobians, residuals, gradient.
     pub linearize: Duration,
-    /// Gramians or Kronecker factors, moving averages, factorisations, solves.
-    pub direction: Duration,
+    /// Jacobians, Gramians or Kronecker factors, moving averages.
+    pub curvature: Duration,
+    /// Factorisations (Cholesky, SVD, eigendecompositions) and solves.
+    pub solve: Duration,
     /// The grid line search (or nothing, for a fixed step).
     pub line_search: Duration,
 }
@@ -95,7 +101,8 @@ pub fn take_step(
     );
     let timings = StepTimings {
         linearize: linearized_at - start,
-        direction: direction_at - linearized_at,
+        curvature: optimizer.last_curvature_time(),
+        solve: (direction_at - linearized_at).saturating_sub(optimizer.last_curvature_time()),
         line_search: direction_at.elapsed(),
     };
     observer.observe(&StepRecord {
