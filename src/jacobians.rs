@@ -10,6 +10,7 @@ use crate::forward_laplacian::{Trace, forward, rows_per_point};
 use crate::mlp::{LayerShape, Mlp};
 use crate::problem::Points;
 use faer::linalg::matmul::matmul;
+use faer::reborrow::ReborrowMut;
 use faer::{Accum, Mat, MatMut, MatRef, Par};
 use multiversion::multiversion;
 use std::borrow::Cow;
@@ -230,7 +231,13 @@ impl Linearization {
     pub fn jacobian(&self) -> Mat<f64> {
         let n_params: usize = self.layers.iter().map(LayerShape::n_params).sum();
         let mut jacobian = Mat::<f64>::zeros(self.n_points, n_params);
-        jacobian_columns(self, n_params, &mut jacobian);
+        // Two fixed halves of the points, built in parallel.
+        let half = self.n_points / 2 / JACOBIAN_BLOCK * JACOBIAN_BLOCK;
+        let (top, bottom) = jacobian.as_mut().split_at_row_mut(half);
+        rayon::join(
+            || jacobian_rows(self, n_params, 0, top),
+            || jacobian_rows(self, n_params, half, bottom),
+        );
         jacobian
     }
 }
@@ -247,7 +254,12 @@ const JACOBIAN_BLOCK: usize = 8;
 /// Transposed, inputs that are exactly 0 (the first layer's Laplacian and
 /// off-axis derivative rows) add nothing and are skipped.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
-fn jacobian_columns(lin: &Linearization, n_params: usize, jacobian: &mut Mat<f64>) {
+fn jacobian_rows<'a>(
+    lin: &Linearization,
+    n_params: usize,
+    first_point: usize,
+    mut out: MatMut<'a, f64>,
+) {
     let rows = lin.rows_per_point;
     let transposed = |shape: &LayerShape| shape.d_in < shape.d_out;
     // Gramian-basis column p reads built-row entry source[p].
@@ -260,11 +272,12 @@ fn jacobian_columns(lin: &Linearization, n_params: usize, jacobian: &mut Mat<f64
         }
     }
     let mut built = vec![0.0; JACOBIAN_BLOCK * n_params];
-    for first in (0..lin.n_points).step_by(JACOBIAN_BLOCK) {
-        let count = JACOBIAN_BLOCK.min(lin.n_points - first);
+    let n_points = out.nrows();
+    for first in (0..n_points).step_by(JACOBIAN_BLOCK) {
+        let count = JACOBIAN_BLOCK.min(n_points - first);
         built.fill(0.0);
         for (k, row) in built.chunks_exact_mut(n_params).take(count).enumerate() {
-            let n = first + k;
+            let n = first_point + first + k;
             for (l, shape) in lin.layers.iter().enumerate() {
                 let (d_in, d_out) = (shape.d_in, shape.d_out);
                 let (weights, bias) = row[shape.range()].split_at_mut(d_out * d_in);
@@ -287,7 +300,13 @@ fn jacobian_columns(lin: &Linearization, n_params: usize, jacobian: &mut Mat<f64
             }
         }
         for (p, &src) in source.iter().enumerate() {
-            let column = &mut jacobian.col_as_slice_mut(p)[first..first + count];
+            let column = out
+                .rb_mut()
+                .col_mut(p)
+                .try_as_col_major_mut()
+                .expect("a faer column is contiguous")
+                .as_slice_mut();
+            let column = &mut column[first..first + count];
             for (entry, row) in column.iter_mut().zip(built.chunks_exact(n_params)) {
                 *entry = row[src];
             }

@@ -21,6 +21,7 @@ use crate::optimizer::Optimizer;
 use crate::pinn::LinearizedPinn;
 use anyhow::{Context, Result};
 use faer::{Mat, MatRef};
+use rayon::prelude::*;
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -153,9 +154,11 @@ impl Kfac {
     fn update_inverses(&mut self) -> Result<()> {
         let lambda = self.config.damping;
         let explicit = self.explicit();
-        self.inverses = self
+        // Layers are independent: factorised in parallel, and the first
+        // failing layer (in order) is the one reported.
+        let inverses: Vec<Result<LayerInverse>> = self
             .curvature
-            .iter()
+            .par_iter()
             .enumerate()
             .map(|(l, (interior, boundary))| {
                 if explicit {
@@ -181,7 +184,8 @@ impl Kfac {
                 }
                 .with_context(|| format!("layer {l}"))
             })
-            .collect::<Result<_>>()?;
+            .collect();
+        self.inverses = inverses.into_iter().collect::<Result<_>>()?;
         Ok(())
     }
 

@@ -10,6 +10,7 @@ use crate::gramian::scaled_gram;
 use crate::jacobians::Linearization;
 use crate::mlp::{LayerShape, Mlp};
 use faer::{Mat, MatRef};
+use rayon::prelude::*;
 
 /// The backpropagated error `e_n` (`--KFAC_ggn_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -124,7 +125,7 @@ pub fn kronecker_factors(
         ErrorScale::One => 1.0,
     };
     lin.layers
-        .iter()
+        .par_iter()
         .enumerate()
         .map(|(l, shape)| {
             let (d_in, d_out) = (shape.d_in, shape.d_out);
