@@ -14,6 +14,7 @@
 //! product per row it reports. Each point's arithmetic is the same whether
 //! the pass is traced or not, and whatever the block it falls in.
 
+use crate::halves::for_each_half;
 use crate::mlp::{LayerShape, Mlp};
 use crate::problem::Points;
 use faer::linalg::matmul::matmul;
@@ -285,6 +286,18 @@ fn buffer(spare: &mut Vec<Vec<f64>>, len: usize) -> Vec<f64> {
     v
 }
 
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn first_layer_activation_rows(
+    first: &FirstLayer,
+    coords: &[f64],
+    dim: usize,
+    rows: usize,
+    derivatives: bool,
+    out: &mut [f64],
+) {
+    first.activation_rows(coords, dim, rows, derivatives, out);
+}
+
 /// The network on some points, appending to `out`; activations go to
 /// `trace` when there is one, back to `spare` otherwise. Untraced, the last
 /// hidden layer skips its derivative rows: the scalar output does not read them.
@@ -312,7 +325,15 @@ fn forward_points(
             .push(first.pre_activation_rows(coords, dim, rows));
     }
     let mut activation = buffer(spare, n_points * rows * layers[0].d_out);
-    first.activation_rows(coords, dim, rows, derivatives_needed(0), &mut activation);
+    if traced {
+        // One batch of all points: its two halves in parallel.
+        for_each_half(&mut activation, rows * layers[0].d_out, |points, out| {
+            let coords = &coords[points.start * dim..points.end * dim];
+            first_layer_activation_rows(first, coords, dim, rows, true, out);
+        });
+    } else {
+        first.activation_rows(coords, dim, rows, derivatives_needed(0), &mut activation);
+    }
     for (l, layer) in layers.iter().enumerate().take(hidden).skip(1) {
         let mut pre = buffer(spare, n_points * rows * layer.d_out);
         hidden_linear(layer, theta, &activation, rows, &mut pre);

@@ -53,7 +53,7 @@ pub fn scaled_gram(x: MatRef<'_, f64>, scale: f64) -> Mat<f64> {
         );
         g
     };
-    let (top, bottom) = x.split_at_row(n / 2);
+    let (top, bottom) = x.split_at_row(crate::halves::split(n, 1));
     let (g_top, g_bottom) = rayon::join(|| half_product(top), || half_product(bottom));
     Mat::from_fn(p, p, |i, j| {
         let (r, c) = if i >= j { (i, j) } else { (j, i) };

@@ -7,6 +7,7 @@
 //! the layer's output rows (value, directional derivatives, Laplacian).
 
 use crate::forward_laplacian::{Trace, forward, rows_per_point};
+use crate::halves::for_each_half;
 use crate::mlp::{LayerShape, Mlp};
 use crate::problem::Points;
 use faer::linalg::matmul::matmul;
@@ -41,8 +42,8 @@ fn tanh_backward(
     upstream: &[f64],
     width: usize,
     rows: usize,
-) -> Vec<f64> {
-    let mut out = vec![0.0; pre.len()];
+    out: &mut [f64],
+) {
     for (((z, h), g), y) in pre
         .chunks_exact(rows * width)
         .zip(activation.chunks_exact(rows * width))
@@ -74,7 +75,6 @@ fn tanh_backward(
         }
         value_and_laplacian_backward(t, g_value, g_lap, z_lap, y_value, y_lap);
     }
-    out
 }
 
 // Row kernels over separate slices, so that they vectorise once inlined.
@@ -166,13 +166,16 @@ impl Linearization {
         output_grads[layers.len() - 1] = seed;
         for l in (1..layers.len()).rev() {
             let upstream = linear_backward(&layers[l], theta, &output_grads[l]);
-            output_grads[l - 1] = tanh_backward(
-                &trace.pre_activations[l - 1],
-                &trace.layer_inputs[l],
-                &upstream,
-                layers[l - 1].d_out,
-                rows,
-            );
+            let (pre, activation) = (&trace.pre_activations[l - 1], &trace.layer_inputs[l]);
+            let per_point = rows * layers[l - 1].d_out;
+            let mut grads = vec![0.0; pre.len()];
+            for_each_half(&mut grads, per_point, |points, out| {
+                let r = points.start * per_point..points.end * per_point;
+                let (pre, activation, upstream) =
+                    (&pre[r.clone()], &activation[r.clone()], &upstream[r]);
+                tanh_backward(pre, activation, upstream, layers[l - 1].d_out, rows, out);
+            });
+            output_grads[l - 1] = grads;
         }
         Self {
             rows_per_point: rows,
@@ -232,7 +235,7 @@ impl Linearization {
         let n_params: usize = self.layers.iter().map(LayerShape::n_params).sum();
         let mut jacobian = Mat::<f64>::zeros(self.n_points, n_params);
         // Two fixed halves of the points, built in parallel.
-        let half = self.n_points / 2 / JACOBIAN_BLOCK * JACOBIAN_BLOCK;
+        let half = crate::halves::split(self.n_points, JACOBIAN_BLOCK);
         let (top, bottom) = jacobian.as_mut().split_at_row_mut(half);
         rayon::join(
             || jacobian_rows(self, n_params, 0, top),

@@ -9,6 +9,7 @@ pub mod engd;
 pub mod forward_laplacian;
 pub mod golden;
 pub mod gramian;
+pub mod halves;
 pub mod jacobians;
 pub mod kfac;
 pub mod kronecker;
