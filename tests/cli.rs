@@ -230,33 +230,44 @@ fn a_later_step_can_be_dumped() {
     assert!(Path::new(&out).exists());
 }
 
-/// Same command, same bits: twice, and with one or two threads (Time aside).
+/// Same command, same bits: twice, and with one, two or four threads (Time
+/// aside). KFAC and ENGD cover every parallel split: line-search candidates,
+/// Gramian and factor halves, Jacobian and linearisation halves, KFAC layers.
 #[test]
 fn runs_are_deterministic_across_repeats_and_thread_counts() {
-    let run = |threads: &str| {
-        let o = Command::new(env!("CARGO_BIN_EXE_kfac-check"))
-            .env("RAYON_NUM_THREADS", threads)
-            .args([
-                "train",
-                "--optimizer=KFAC",
-                "--KFAC_damping=1e-6",
-                "--num_steps=12",
-                "--max_logs=12",
-                "--N_Omega=150",
-                "--N_dOmega=20",
-            ])
-            .output()
-            .unwrap();
-        assert!(o.status.success());
-        kfac_check::golden::redact_time(&String::from_utf8(o.stdout).unwrap())
-    };
-    let one = run("1");
-    assert_eq!(
-        one.lines().count(),
-        kfac_check::log_line::logged_steps(12, 12).len()
-    );
-    assert_eq!(one, run("1"));
-    assert_eq!(one, run("2"));
+    for optimizer in [
+        &["--optimizer=KFAC", "--KFAC_damping=1e-6"][..],
+        &[
+            "--optimizer=ENGD",
+            "--ENGD_damping=1e-6",
+            "--ENGD_approximation=per_layer",
+        ][..],
+    ] {
+        let run = |threads: &str| {
+            let o = Command::new(env!("CARGO_BIN_EXE_kfac-check"))
+                .env("RAYON_NUM_THREADS", threads)
+                .arg("train")
+                .args(optimizer)
+                .args([
+                    "--num_steps=12",
+                    "--max_logs=12",
+                    "--N_Omega=150",
+                    "--N_dOmega=20",
+                ])
+                .output()
+                .unwrap();
+            assert!(o.status.success());
+            kfac_check::golden::redact_time(&String::from_utf8(o.stdout).unwrap())
+        };
+        let one = run("1");
+        assert_eq!(
+            one.lines().count(),
+            kfac_check::log_line::logged_steps(12, 12).len()
+        );
+        assert_eq!(one, run("1"), "{optimizer:?}");
+        assert_eq!(one, run("2"), "{optimizer:?}");
+        assert_eq!(one, run("4"), "{optimizer:?}");
+    }
 }
 
 #[test]
