@@ -54,11 +54,19 @@ pub fn scaled_gram(x: MatRef<'_, f64>, scale: f64) -> Mat<f64> {
         g
     };
     let (top, bottom) = x.split_at_row(crate::halves::split(n, 1));
-    let (g_top, g_bottom) = rayon::join(|| half_product(top), || half_product(bottom));
-    Mat::from_fn(p, p, |i, j| {
-        let (r, c) = if i >= j { (i, j) } else { (j, i) };
-        g_top[(r, c)] + g_bottom[(r, c)]
-    })
+    let (mut g, g_bottom) = rayon::join(|| half_product(top), || half_product(bottom));
+    for j in 0..p {
+        let (sum, other) = (g.col_as_slice_mut(j), g_bottom.col_as_slice(j));
+        for (s, o) in sum[j..].iter_mut().zip(&other[j..]) {
+            *s += o;
+        }
+    }
+    for j in 0..p {
+        for i in j + 1..p {
+            g[(j, i)] = g[(i, j)];
+        }
+    }
+    g
 }
 
 /// The diagonal blocks `(1/N) J_lᵀ J_l` of each linear layer.
