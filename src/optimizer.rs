@@ -48,7 +48,7 @@ pub struct StepOutcome {
 /// Where one step's wall time went.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct StepTimings {
-    /// Forward Laplacian, backward pass, Jacobians, residuals, gradient.
+    /// Forward Laplacian, backward pass, residuals, gradient.
     pub linearize: Duration,
     /// Jacobians, Gramians or Kronecker factors, moving averages.
     pub curvature: Duration,
