@@ -348,3 +348,27 @@ fn a_malformed_log_line_exits_2_naming_file_and_line() {
         "bad.md:5: malformed output line: Interior `one` is not a number",
     );
 }
+
+/// `bench` times every documented command as a whole process and splits each
+/// step into its four phases, which add up to no more than the step's wall time.
+#[test]
+fn bench_reports_process_times_and_a_phase_split() {
+    let o = kfac_check(&["bench", "--repeats", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8(o.stdout).unwrap();
+    for name in kfac_check::bench::SCENARIOS.iter().map(|s| s.name) {
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no row for {name} in\n{table}"));
+        let numbers: Vec<&str> = row[name.len()..].split_whitespace().collect();
+        let [steps, process, _wall, per_step, phases @ ..] = &numbers[..] else {
+            panic!("row {row}");
+        };
+        let per_step: f64 = per_step.parse().unwrap();
+        let phases: f64 = phases.iter().map(|p| p.parse::<f64>().unwrap()).sum();
+        assert!(phases <= per_step * 1.0001, "{row}");
+        // Only the 100-step documented commands are run as whole processes.
+        assert_eq!(*steps == "100", process.parse::<f64>().is_ok(), "{row}");
+    }
+}
