@@ -136,6 +136,19 @@ where
     Ok(())
 }
 
+/// A white picture with `title` on top; the area below it.
+fn white_and_titled<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    title: &str,
+) -> Result<DrawingArea<DB, Shift>>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+    root.titled(title, ("sans-serif", 20))
+        .map_err(|e| anyhow!("{e}"))
+}
+
 fn draw_panels<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     title: &str,
@@ -144,10 +157,7 @@ fn draw_panels<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
-    let root = root
-        .titled(title, ("sans-serif", 20))
-        .map_err(|e| anyhow!("{e}"))?;
+    let root = white_and_titled(root, title)?;
     for (area, panel) in root.split_evenly((1, panels.len())).iter().zip(panels) {
         draw_panel(area, &panel.y_label, panel)?;
     }
@@ -213,10 +223,7 @@ fn draw_heatmaps<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
-    let root = root
-        .titled(title, ("sans-serif", 20))
-        .map_err(|e| anyhow!("{e}"))?;
+    let root = white_and_titled(root, title)?;
     // One colour scale for all panels, so that the difference reads against the block.
     let scale = maps
         .iter()
