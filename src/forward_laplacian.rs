@@ -64,7 +64,7 @@ fn input_rows(coords: &[f64], dim: usize, rows: usize) -> Vec<f64> {
 /// `Σ_k a_k b_k` in one fixed order that vectorises: eight interleaved
 /// partial sums, added pairwise at the end.
 #[inline(always)]
-fn dot(a: &[f64], b: &[f64]) -> f64 {
+pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
     let mut acc = [0.0; 8];
     let full = a.len() / 8 * 8;
     for (ca, cb) in a[..full].chunks_exact(8).zip(b[..full].chunks_exact(8)) {
@@ -75,20 +75,26 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
     for (k, (x, y)) in a[full..].iter().zip(&b[full..]).enumerate() {
         acc[k] += x * y;
     }
+    lane_sum(&acc)
+}
+
+/// Eight partial sums added pairwise, in one fixed order.
+#[inline(always)]
+pub(crate) fn lane_sum(acc: &[f64; 8]) -> f64 {
     ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
 }
 
 /// What the first layer needs of `θ`: its weights transposed (`d_in × d_out`,
 /// so that a point's pre-activations are a sum of contiguous rows), its bias,
 /// and `Σ_i W_{ji}²`, the `Σ_i (∂_i z_j)²` of every point.
-struct FirstLayer {
-    weights_t: Vec<f64>,
-    bias: Vec<f64>,
-    sum_sq: Vec<f64>,
+pub(crate) struct FirstLayer {
+    pub(crate) weights_t: Vec<f64>,
+    pub(crate) bias: Vec<f64>,
+    pub(crate) sum_sq: Vec<f64>,
 }
 
 impl FirstLayer {
-    fn new(layer: &LayerShape, theta: &[f64]) -> Self {
+    pub(crate) fn new(layer: &LayerShape, theta: &[f64]) -> Self {
         let w = &theta[layer.weight_range()];
         let mut weights_t = vec![0.0; w.len()];
         let mut sum_sq = vec![0.0; layer.d_out];
@@ -126,7 +132,7 @@ impl FirstLayer {
 
     /// `z = Σ_i x_i W[:, i] + b`.
     #[inline(always)]
-    fn value_row(&self, x: &[f64], z: &mut [f64]) {
+    pub(crate) fn value_row(&self, x: &[f64], z: &mut [f64]) {
         let width = z.len();
         z.copy_from_slice(&self.bias);
         for (i, &xi) in x.iter().enumerate() {
@@ -189,7 +195,7 @@ fn tanh_derivative_row(t: &[f64], dz: &[f64], dh: &mut [f64]) {
 
 /// `Δh = σ'' Σ_i (∂_i z)²`, the first layer's (its `Δz` is 0).
 #[inline(always)]
-fn first_layer_laplacian_row(t: &[f64], sum_sq: &[f64], lap: &mut [f64]) {
+pub(crate) fn first_layer_laplacian_row(t: &[f64], sum_sq: &[f64], lap: &mut [f64]) {
     for ((lap, &t), &s) in lap.iter_mut().zip(t).zip(sum_sq) {
         let d1 = (-t).mul_add(t, 1.0);
         *lap = -2.0 * t * d1 * s;

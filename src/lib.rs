@@ -18,6 +18,7 @@ pub mod least_squares;
 pub mod line_search;
 pub mod lockstep;
 pub mod log_line;
+pub mod loss_series;
 pub mod mlp;
 pub mod moving_average;
 pub mod optimizer;

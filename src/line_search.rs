@@ -1,6 +1,7 @@
 //! Step sizes (REFERENCE §6): a fixed learning rate, or the grid line search
 //! over `α_k = 2^(log2min + k·(log2max − log2min)/(num_steps−1))`.
 
+use crate::loss_series::LossSeries;
 use crate::pinn::Pinn;
 use rayon::prelude::*;
 
@@ -91,12 +92,22 @@ pub fn choose_step(
             no_decrease: false,
         },
         StepSize::GridLineSearch(grid) => {
-            // Candidates are independent; evaluating them in parallel and reducing
-            // in grid order keeps the result identical for any thread count.
+            // The small steps come from the residuals' power series in α (one
+            // pass, see `loss_series`), the others from a forward pass each.
+            // Candidates are independent; evaluating them in parallel and
+            // reducing in grid order keeps the result identical for any
+            // thread count.
+            let series = LossSeries::along(pinn, theta, direction);
             let grid: Vec<(f64, f64)> = grid
                 .candidates()
                 .into_par_iter()
-                .map(|alpha| (alpha, pinn.losses(&moved(theta, direction, alpha)).total()))
+                .map(|alpha| {
+                    let losses = match &series {
+                        Some(series) if series.covers(alpha) => series.losses(alpha),
+                        _ => pinn.losses(&moved(theta, direction, alpha)),
+                    };
+                    (alpha, losses.total())
+                })
                 .collect();
             let mut best: Option<(f64, f64)> = None;
             for &(alpha, f) in &grid {
