@@ -3,6 +3,8 @@
 //! does 31), the linearisation, and the ENGD per_layer and plain KFAC directions.
 use criterion::{Criterion, criterion_group, criterion_main};
 use kfac_check::debug_log::parse_train_args;
+use kfac_check::line_search::{Grid, StepSize, choose_step};
+use kfac_check::loss_series::LossSeries;
 use kfac_check::train::Trainer;
 use std::hint::black_box;
 
@@ -31,6 +33,22 @@ fn phases(c: &mut Criterion) {
         b.iter(|| black_box(t.pinn.linearize(black_box(&t.theta))))
     });
     let lin = t.pinn.linearize(&t.theta);
+    let direction = trainer(engd).optimizer.direction(0, &lin).unwrap();
+    let grid = StepSize::GridLineSearch(Grid::default());
+    c.bench_function("grid line search (ENGD per_layer direction, step 0)", |b| {
+        b.iter(|| {
+            black_box(choose_step(
+                &t.pinn,
+                &t.theta,
+                &direction,
+                lin.losses.total(),
+                &grid,
+            ))
+        })
+    });
+    c.bench_function("loss series along the ENGD direction (one pass)", |b| {
+        b.iter(|| black_box(LossSeries::along(&t.pinn, &t.theta, black_box(&direction))))
+    });
     for (name, flags) in [
         (
             "ENGD per_layer direction (Jacobians formed once, outside)",

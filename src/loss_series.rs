@@ -27,8 +27,8 @@
 //! unit circle bounds every Taylor coefficient of tanh by 1.56 and of `σ''`
 //! by 10.7, so where `|α ζ_j| ≤ q` the terms after `α^ORDER` add at most
 //! `10.7 q^(ORDER+1) / (1 − q)` per unit of `Σ_j |v_j(α) s_j(α)|` (and
-//! `1.56 …` per unit of `Σ_j |v_j(α)|` to `u`). With `q = 1/64` and
-//! `ORDER = 10` that is below `2⁻⁶²`, far under the rounding of a forward
+//! `1.56 …` per unit of `Σ_j |v_j(α)|` to `u`). With `q = 1/128` and
+//! `ORDER = 8` that is below `2⁻⁵⁹`, far under the rounding of a forward
 //! pass (`≈ 2⁻⁵³` of the same sums). Candidates with `α > q / max |ζ|` get a
 //! forward pass.
 //!
@@ -45,10 +45,10 @@ use crate::tanh::tanh_in_place;
 use multiversion::multiversion;
 
 /// Highest power of `α` kept.
-pub const ORDER: usize = 10;
+pub const ORDER: usize = 8;
 /// The largest `|α ζ_j|` at which the truncated series stands in for a
 /// forward pass (`q` above).
-pub const REACH: f64 = 1.0 / 64.0;
+pub const REACH: f64 = 1.0 / 128.0;
 
 /// Every point's residual along the ray as a polynomial in `α`.
 #[derive(Clone, Debug)]
@@ -58,14 +58,56 @@ pub struct LossSeries {
     interior: Vec<f64>,
     /// The same for `r_n^∂(α) = u(α) − u*`.
     boundary: Vec<f64>,
-    /// `REACH / max |ζ_j(x_n)|` over all points: the largest `α` the series
-    /// answers for (0 when a coefficient is not finite).
+    /// `REACH / reach`: the largest `α` the series answers for (0 when a
+    /// coefficient is not finite).
     radius: f64,
 }
 
-/// Entries per point in the pass's output: the coefficients, then the
-/// point's `max_j |ζ_j|` (`+∞` when something is not finite).
-const PER_POINT: usize = ORDER + 2;
+/// `max |ζ_j(x_n)|` over the neurons and both point sets, `ζ = dW x + db`
+/// with δ's first layer: the series covers `α ≤ REACH / reach`. `None`
+/// unless the network has exactly one hidden layer. Cheap (`d` FMAs per
+/// neuron and point), so a caller can ask before building the series.
+pub fn reach(pinn: &Pinn, direction: &[f64]) -> Option<f64> {
+    let layers = pinn.mlp.layers();
+    let [first, _output] = layers.as_slice() else {
+        return None;
+    };
+    let step = FirstLayer::new(first, direction);
+    let (data, dim) = (&pinn.data, pinn.mlp.dim());
+    let interior = largest_pre_activation(&step, &data.interior.coords, dim);
+    let boundary = largest_pre_activation(&step, &data.boundary.coords, dim);
+    // A NaN in either stays NaN (`f64::max` would drop it).
+    let largest = if boundary > interior || boundary.is_nan() {
+        boundary
+    } else {
+        interior
+    };
+    Some(largest)
+}
+
+/// `max |z_j(x_n)|` of a first layer over some points; NaN if any is NaN.
+/// (Compiled with FMA like the forward pass: `value_row`'s `mul_add` would
+/// otherwise be a libm call.)
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn largest_pre_activation(layer: &FirstLayer, coords: &[f64], dim: usize) -> f64 {
+    let mut z = vec![0.0; layer.bias.len()];
+    let mut largest: f64 = 0.0;
+    for x in coords.chunks_exact(dim) {
+        layer.value_row(x, &mut z);
+        for z in &z {
+            // NaN must win: `f64::max` would drop it.
+            largest = if z.abs() > largest || z.is_nan() {
+                z.abs()
+            } else {
+                largest
+            };
+        }
+    }
+    largest
+}
+
+/// Entries per point in the pass's output.
+const PER_POINT: usize = ORDER + 1;
 
 /// What the coefficients need of `θ` and `δ`.
 struct Ray<'a> {
@@ -128,26 +170,21 @@ impl LossSeries {
         };
         let interior = ray.coefficients(&pinn.data.interior, &pinn.source_interior, true);
         let boundary = ray.coefficients(&pinn.data.boundary, &pinn.solution_boundary, false);
-        let reach = interior
-            .chunks_exact(PER_POINT)
-            .chain(boundary.chunks_exact(PER_POINT))
-            .map(|point| point[ORDER + 1])
-            .fold(0.0, f64::max);
-        let radius = if reach.is_finite() {
-            REACH / reach
-        } else {
-            0.0
+        let finite = interior.iter().chain(&boundary).all(|c| c.is_finite());
+        let radius = match reach(pinn, direction) {
+            Some(reach) if finite && reach.is_finite() => REACH / reach,
+            _ => 0.0,
         };
         // Coefficient-major (`c_m` of every point contiguous), so that a
         // candidate's Horner steps run across the points.
-        let coefficients_only = |all: Vec<f64>| -> Vec<f64> {
+        let coefficient_major = |all: Vec<f64>| -> Vec<f64> {
             (0..=ORDER)
                 .flat_map(|m| all.chunks_exact(PER_POINT).map(move |point| point[m]))
                 .collect()
         };
         Some(Self {
-            interior: coefficients_only(interior),
-            boundary: coefficients_only(boundary),
+            interior: coefficient_major(interior),
+            boundary: coefficient_major(boundary),
             radius,
         })
     }
@@ -201,9 +238,22 @@ impl Ray<'_> {
     }
 }
 
-/// Neurons per chunk of the coefficient kernel: one AVX-512 register.
-const LANES: usize = 8;
+/// Neurons per chunk of the coefficient kernel: four AVX-512 registers, so
+/// that the recurrence's chains of dependent FMAs run four abreast.
+const LANES: usize = 32;
 type Lanes = [f64; LANES];
+
+/// `Σ_k sums_k` in a fixed order: lanes `k ≡ i (mod 8)` first, in order,
+/// then the eight partial sums as `dot` adds them.
+fn chunk_sum(sums: &Lanes) -> f64 {
+    let mut eight = [0.0; 8];
+    for group in sums.chunks_exact(8) {
+        for (e, &s) in eight.iter_mut().zip(group) {
+            *e += s;
+        }
+    }
+    lane_sum(&eight)
+}
 
 /// A row padded with zeros to a whole number of chunks (a zero weight makes
 /// a padding neuron contribute nothing).
@@ -242,8 +292,7 @@ fn tanh_taylor(t: Lanes, last: usize, a: &mut [Lanes; ORDER + 3]) {
     }
 }
 
-/// Each point's residual coefficients and its `max_j |ζ_j|` (see
-/// `PER_POINT`). The constant coefficient repeats the forward pass's
+/// Each point's residual coefficients (`PER_POINT` entries). The constant coefficient repeats the forward pass's
 /// operations; the others are summed eight neurons at a time in registers.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 fn point_coefficients(
@@ -291,11 +340,14 @@ fn point_coefficients(
                 // Order m of v(α) s(α) σ''(α): Σ_r k_r S_{m−r}.
                 let k_rows = ray.k.each_ref().map(|k| lanes(k, chunk));
                 for m in 1..=ORDER {
+                    // In registers, stored once.
+                    let mut sum = sums[m];
                     for (r, k_r) in k_rows.iter().enumerate().take(m + 1) {
                         for k in 0..LANES {
-                            sums[m][k] = k_r[k].mul_add(s[m - r][k], sums[m][k]);
+                            sum[k] = k_r[k].mul_add(s[m - r][k], sum[k]);
                         }
                     }
+                    sums[m] = sum;
                 }
             }
         } else {
@@ -322,15 +374,8 @@ fn point_coefficients(
             sums[1][0] += ray.step_out_bias;
         }
         for m in 1..=ORDER {
-            coefficients[m] = lane_sum(&sums[m]);
+            coefficients[m] = chunk_sum(&sums[m]);
         }
-        let finite = coefficients[..=ORDER].iter().all(|c| c.is_finite())
-            && zeta.iter().all(|z| z.is_finite());
-        coefficients[ORDER + 1] = if finite {
-            zeta.iter().fold(0.0, |m: f64, z| m.max(z.abs()))
-        } else {
-            f64::INFINITY
-        };
     }
 }
 
@@ -372,7 +417,7 @@ mod tests {
     /// `a_4 = t(1 − t²)(2 − 3t²)/3`.
     #[test]
     fn taylor_coefficients_are_the_derivatives_of_tanh() {
-        let t: Lanes = [-0.99, -0.7, -0.3, -0.01, 0.05, 0.4, 0.8, 0.999];
+        let t: Lanes = std::array::from_fn(|k| -0.999 + 1.998 * k as f64 / (LANES - 1) as f64);
         let mut a = [[f64::NAN; LANES]; ORDER + 3];
         tanh_taylor(t, ORDER + 2, &mut a);
         for (k, &t) in t.iter().enumerate() {

@@ -74,7 +74,7 @@ proptest! {
     /// Every candidate the series covers, and its edge `α = radius`, where
     /// the terms beyond the first matter most: each residual within
     /// `10⁻¹³` of its scale (a forward pass rounds at about `10⁻¹⁶` of it;
-    /// a wrong coefficient of order `m ≤ 6` would show at `64⁻ᵐ`).
+    /// a wrong coefficient of order `m ≤ 5` would show at `128⁻ᵐ`).
     #[test]
     fn series_residuals_match_forward_passes(ray in ray()) {
         let series = LossSeries::along(&ray.pinn, &ray.theta, &ray.direction)
