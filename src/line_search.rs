@@ -1,7 +1,7 @@
 //! Step sizes (REFERENCE §6): a fixed learning rate, or the grid line search
 //! over `α_k = 2^(log2min + k·(log2max − log2min)/(num_steps−1))`.
 
-use crate::loss_series::{self, LossSeries, REACH};
+use crate::loss_series::{self, LossSeries};
 use crate::pinn::Pinn;
 use rayon::prelude::*;
 
@@ -100,24 +100,38 @@ pub fn choose_step(
         StepSize::GridLineSearch(grid) => {
             // The small steps come from the residuals' power series in α (one
             // pass, see `loss_series`) when it covers enough of them to pay
-            // for itself, the others from a forward pass each. Candidates are
-            // independent; evaluating them in parallel and reducing in grid
-            // order keeps the result identical for any thread count.
+            // for itself, the others from a forward pass each; the series is
+            // built while the forward passes run. Candidates are independent;
+            // evaluating them in parallel and reducing in grid order keeps
+            // the result identical for any thread count.
             let candidates = grid.candidates();
-            let series = loss_series::reach(pinn, direction)
-                .filter(|reach| {
-                    let covered = candidates.iter().filter(|&&a| a * reach <= REACH);
-                    covered.count() >= SERIES_COST_IN_PASSES
-                })
-                .and_then(|_| LossSeries::along(pinn, theta, direction));
+            let radius = loss_series::radius_along(pinn, direction);
+            let covered = candidates.iter().filter(|a| a.abs() <= radius).count();
+            let use_series = covered >= SERIES_COST_IN_PASSES;
+            let forward = |alpha: f64| pinn.losses(&moved(theta, direction, alpha)).total();
+            let (series, forward_losses): (Option<LossSeries>, Vec<Option<f64>>) = rayon::join(
+                || {
+                    use_series
+                        .then(|| LossSeries::along(pinn, theta, direction))
+                        .flatten()
+                },
+                || {
+                    candidates
+                        .par_iter()
+                        .map(|&alpha| (!use_series || alpha.abs() > radius).then(|| forward(alpha)))
+                        .collect()
+                },
+            );
             let grid: Vec<(f64, f64)> = candidates
-                .into_par_iter()
-                .map(|alpha| {
-                    let losses = match &series {
-                        Some(series) if series.covers(alpha) => series.losses(alpha),
-                        _ => pinn.losses(&moved(theta, direction, alpha)),
-                    };
-                    (alpha, losses.total())
+                .par_iter()
+                .zip(forward_losses)
+                .map(|(&alpha, f)| {
+                    // A series with a non-finite coefficient covers nothing.
+                    let f = f.unwrap_or_else(|| match &series {
+                        Some(series) if series.covers(alpha) => series.losses(alpha).total(),
+                        _ => forward(alpha),
+                    });
+                    (alpha, f)
                 })
                 .collect();
             let mut best: Option<(f64, f64)> = None;

@@ -58,31 +58,30 @@ pub struct LossSeries {
     interior: Vec<f64>,
     /// The same for `r_n^∂(α) = u(α) − u*`.
     boundary: Vec<f64>,
-    /// `REACH / reach`: the largest `α` the series answers for (0 when a
-    /// coefficient is not finite).
+    /// `radius_along(θ, δ)`, or 0 when a coefficient is not finite.
     radius: f64,
 }
 
-/// `max |ζ_j(x_n)|` over the neurons and both point sets, `ζ = dW x + db`
-/// with δ's first layer: the series covers `α ≤ REACH / reach`. `None`
-/// unless the network has exactly one hidden layer. Cheap (`d` FMAs per
-/// neuron and point), so a caller can ask before building the series.
-pub fn reach(pinn: &Pinn, direction: &[f64]) -> Option<f64> {
+/// The largest step the series along `δ` would answer for:
+/// `REACH / max |ζ_j(x_n)|` over the neurons and both point sets
+/// (`ζ = dW x + db`, δ's first layer); 0 unless the network has exactly one
+/// hidden layer and every `ζ` is finite. Cheap (`d` FMAs per neuron and
+/// point), so a caller can ask before building the series.
+pub fn radius_along(pinn: &Pinn, direction: &[f64]) -> f64 {
     let layers = pinn.mlp.layers();
     let [first, _output] = layers.as_slice() else {
-        return None;
+        return 0.0;
     };
     let step = FirstLayer::new(first, direction);
     let (data, dim) = (&pinn.data, pinn.mlp.dim());
     let interior = largest_pre_activation(&step, &data.interior.coords, dim);
     let boundary = largest_pre_activation(&step, &data.boundary.coords, dim);
-    // A NaN in either stays NaN (`f64::max` would drop it).
-    let largest = if boundary > interior || boundary.is_nan() {
-        boundary
+    let reach = interior.max(boundary);
+    if interior.is_finite() && boundary.is_finite() {
+        REACH / reach
     } else {
-        interior
-    };
-    Some(largest)
+        0.0
+    }
 }
 
 /// `max |z_j(x_n)|` of a first layer over some points; NaN if any is NaN.
@@ -91,19 +90,20 @@ pub fn reach(pinn: &Pinn, direction: &[f64]) -> Option<f64> {
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 fn largest_pre_activation(layer: &FirstLayer, coords: &[f64], dim: usize) -> f64 {
     let mut z = vec![0.0; layer.bias.len()];
-    let mut largest: f64 = 0.0;
+    let (mut largest, mut nan) = (vec![0.0f64; z.len()], false);
     for x in coords.chunks_exact(dim) {
         layer.value_row(x, &mut z);
-        for z in &z {
-            // NaN must win: `f64::max` would drop it.
-            largest = if z.abs() > largest || z.is_nan() {
-                z.abs()
-            } else {
-                largest
-            };
+        for (l, z) in largest.iter_mut().zip(&z) {
+            // `f64::max` drops a NaN: it is noted on the side.
+            *l = l.max(z.abs());
+            nan |= z.is_nan();
         }
     }
-    largest
+    if nan {
+        f64::NAN
+    } else {
+        largest.into_iter().fold(0.0, f64::max)
+    }
 }
 
 /// Entries per point in the pass's output.
@@ -171,9 +171,10 @@ impl LossSeries {
         let interior = ray.coefficients(&pinn.data.interior, &pinn.source_interior, true);
         let boundary = ray.coefficients(&pinn.data.boundary, &pinn.solution_boundary, false);
         let finite = interior.iter().chain(&boundary).all(|c| c.is_finite());
-        let radius = match reach(pinn, direction) {
-            Some(reach) if finite && reach.is_finite() => REACH / reach,
-            _ => 0.0,
+        let radius = if finite {
+            radius_along(pinn, direction)
+        } else {
+            0.0
         };
         // Coefficient-major (`c_m` of every point contiguous), so that a
         // candidate's Horner steps run across the points.
