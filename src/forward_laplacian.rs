@@ -42,6 +42,15 @@ pub struct Output {
     pub laplacian: Option<Vec<f64>>,
 }
 
+impl Output {
+    fn room_for(n_points: usize, with_laplacian: bool) -> Self {
+        Self {
+            value: Vec::with_capacity(n_points),
+            laplacian: with_laplacian.then(|| Vec::with_capacity(n_points)),
+        }
+    }
+}
+
 /// Start rows: `z = x`, `∂_i z = e_i`, `Δz = 0` (kept in a trace: they are
 /// the first layer's inputs for its Jacobian and Kronecker factor).
 #[inline(always)]
@@ -381,32 +390,47 @@ pub fn forward(
     trace: Option<&mut Trace>,
 ) -> Output {
     debug_assert!(mlp.n_layers() >= 2, "a tanh network has a hidden layer");
+    let Some(trace) = trace else {
+        return forward_until(mlp, theta, points, with_laplacian, |_| false);
+    };
+    *trace = Trace::default();
     let rows = rows_per_point(points.dim, with_laplacian);
     let first = FirstLayer::new(&mlp.layers()[0], theta);
-    let mut out = Output {
-        value: Vec::with_capacity(points.len()),
-        laplacian: with_laplacian.then(|| Vec::with_capacity(points.len())),
-    };
-    match trace {
-        Some(t) => {
-            *t = Trace::default();
-            let mut spare = Vec::new();
-            forward_points(
-                mlp,
-                theta,
-                &first,
-                &points.coords,
-                rows,
-                &mut out,
-                &mut spare,
-                Some(t),
-            );
-        }
-        None => SPARE_BUFFERS.with_borrow_mut(|spare| {
-            for block in points.coords.chunks(BLOCK_POINTS * points.dim) {
-                forward_points(mlp, theta, &first, block, rows, &mut out, spare, None);
+    let mut out = Output::room_for(points.len(), with_laplacian);
+    let mut spare = Vec::new();
+    forward_points(
+        mlp,
+        theta,
+        &first,
+        &points.coords,
+        rows,
+        &mut out,
+        &mut spare,
+        Some(trace),
+    );
+    out
+}
+
+/// The untraced pass, block by block, asking `stop` after each block with
+/// everything computed so far; it returns that much. Each point's numbers
+/// are those of a whole pass.
+pub fn forward_until(
+    mlp: &Mlp,
+    theta: &[f64],
+    points: &Points,
+    with_laplacian: bool,
+    mut stop: impl FnMut(&Output) -> bool,
+) -> Output {
+    let rows = rows_per_point(points.dim, with_laplacian);
+    let first = FirstLayer::new(&mlp.layers()[0], theta);
+    let mut out = Output::room_for(points.len(), with_laplacian);
+    SPARE_BUFFERS.with_borrow_mut(|spare| {
+        for block in points.coords.chunks(BLOCK_POINTS * points.dim) {
+            forward_points(mlp, theta, &first, block, rows, &mut out, spare, None);
+            if stop(&out) {
+                break;
             }
-        }),
-    }
+        }
+    });
     out
 }

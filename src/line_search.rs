@@ -59,10 +59,34 @@ pub struct StepChoice {
     /// step, whose loss is not evaluated.
     pub loss: Option<f64>,
     /// The grid's `(α_k, f_k)`, empty for a fixed step.
-    pub grid: Vec<(f64, f64)>,
+    pub grid: Vec<(f64, GridLoss)>,
     /// The search found no `f_k ≤ f_0` and took no step.
     pub no_decrease: bool,
 }
+
+/// A grid point's loss `f_k`, or a lower bound of it when its forward pass
+/// stopped part of the way through the points: the bound already exceeded
+/// `f_0` or a loss another candidate reached, so this one cannot be chosen.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GridLoss {
+    Exact(f64),
+    Above(f64),
+}
+
+impl GridLoss {
+    /// The loss, or its lower bound.
+    pub fn value(self) -> f64 {
+        match self {
+            Self::Exact(f) | Self::Above(f) => f,
+        }
+    }
+}
+
+/// Forward passes run in waves of this many candidates, in grid order;
+/// a pass stops once its running loss exceeds `f_0` or the best loss of the
+/// waves before. Waves are fixed by the grid, not by the thread count.
+const WAVE: usize = 4;
 
 /// What building the loss series costs, in forward passes over all points
 /// (measured on the development machine with the documented network, one
@@ -100,43 +124,55 @@ pub fn choose_step(
         StepSize::GridLineSearch(grid) => {
             // The small steps come from the residuals' power series in α (one
             // pass, see `loss_series`) when it covers enough of them to pay
-            // for itself, the others from a forward pass each; the series is
-            // built while the forward passes run. Candidates are independent;
-            // evaluating them in parallel and reducing in grid order keeps
-            // the result identical for any thread count.
+            // for itself, the others from forward passes (`forward_waves`),
+            // which run while the series is built. Every choice is made in
+            // grid order from values fixed by the grid, so the result is the
+            // same for any thread count.
             let candidates = grid.candidates();
             let radius = loss_series::radius_along(pinn, direction);
             let covered = candidates.iter().filter(|a| a.abs() <= radius).count();
             let use_series = covered >= SERIES_COST_IN_PASSES;
-            let forward = |alpha: f64| pinn.losses(&moved(theta, direction, alpha)).total();
-            let (series, forward_losses): (Option<LossSeries>, Vec<Option<f64>>) = rayon::join(
+            let on_series = |alpha: f64| use_series && alpha.abs() <= radius;
+            let direct: Vec<f64> = candidates
+                .iter()
+                .copied()
+                .filter(|&a| !on_series(a))
+                .collect();
+            let (series, direct_losses) = rayon::join(
                 || {
                     use_series
                         .then(|| LossSeries::along(pinn, theta, direction))
                         .flatten()
                 },
-                || {
-                    candidates
-                        .par_iter()
-                        .map(|&alpha| (!use_series || alpha.abs() > radius).then(|| forward(alpha)))
-                        .collect()
-                },
+                || forward_waves(pinn, theta, direction, loss_before, &direct),
             );
-            let grid: Vec<(f64, f64)> = candidates
+            let series_losses: Vec<Option<GridLoss>> = candidates
                 .par_iter()
-                .zip(forward_losses)
-                .map(|(&alpha, f)| {
+                .map(|&alpha| {
                     // A series with a non-finite coefficient covers nothing.
-                    let f = f.unwrap_or_else(|| match &series {
-                        Some(series) if series.covers(alpha) => series.losses(alpha).total(),
-                        _ => forward(alpha),
-                    });
-                    (alpha, f)
+                    on_series(alpha).then(|| {
+                        GridLoss::Exact(match &series {
+                            Some(series) if series.covers(alpha) => series.losses(alpha).total(),
+                            _ => pinn.losses(&moved(theta, direction, alpha)).total(),
+                        })
+                    })
+                })
+                .collect();
+            let mut direct_losses = direct_losses.into_iter();
+            let grid: Vec<(f64, GridLoss)> = candidates
+                .iter()
+                .zip(series_losses)
+                .map(|(&alpha, loss)| {
+                    let loss = loss.or_else(|| direct_losses.next());
+                    (alpha, loss.expect("one loss per candidate"))
                 })
                 .collect();
             let mut best: Option<(f64, f64)> = None;
-            for &(alpha, f) in &grid {
-                if f.is_finite() && best.is_none_or(|(_, fb)| f < fb) {
+            for &(alpha, loss) in &grid {
+                if let GridLoss::Exact(f) = loss
+                    && f.is_finite()
+                    && best.is_none_or(|(_, fb)| f < fb)
+                {
                     best = Some((alpha, f));
                 }
             }
@@ -156,4 +192,41 @@ pub fn choose_step(
             }
         }
     }
+}
+
+/// `f_k` for the candidates without the series, `WAVE` at a time in grid
+/// order. A pass that exceeds `f_0` or the best exact loss of the waves
+/// before stops early: its true loss is larger still, so it can be neither
+/// the smallest nor `≤ f_0` (REFERENCE §6's choice is unchanged). Huge steps
+/// (plain KFAC's early directions) stop after a block or two of points.
+fn forward_waves(
+    pinn: &Pinn,
+    theta: &[f64],
+    direction: &[f64],
+    loss_before: f64,
+    alphas: &[f64],
+) -> Vec<GridLoss> {
+    let mut losses = Vec::with_capacity(alphas.len());
+    let mut threshold = loss_before;
+    for wave in alphas.chunks(WAVE) {
+        let wave_losses: Vec<GridLoss> = wave
+            .par_iter()
+            .map(
+                |&alpha| match pinn.losses_below(&moved(theta, direction, alpha), threshold) {
+                    Ok(l) => GridLoss::Exact(l.total()),
+                    Err(bound) => GridLoss::Above(bound),
+                },
+            )
+            .collect();
+        for loss in &wave_losses {
+            // A NaN compares false and never lowers it.
+            if let GridLoss::Exact(f) = *loss
+                && f < threshold
+            {
+                threshold = f;
+            }
+        }
+        losses.extend(wave_losses);
+    }
+    losses
 }

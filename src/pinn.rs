@@ -1,7 +1,7 @@
 //! The physics-informed least-squares problem (REFERENCE §1): residuals,
 //! the two losses and the L2 error of a network on fixed point sets.
 
-use crate::forward_laplacian::{Output, Trace, forward};
+use crate::forward_laplacian::{Output, Trace, forward, forward_until};
 use crate::jacobians::Linearization;
 use crate::mlp::Mlp;
 use crate::problem::{Data, Equation, Points};
@@ -36,7 +36,13 @@ impl Losses {
 
 /// `½ · mean r²`.
 pub fn half_mean_square(residual: &[f64]) -> f64 {
-    0.5 * residual.iter().map(|r| r * r).sum::<f64>() / residual.len() as f64
+    0.5 * add_squares(0.0, residual) / residual.len() as f64
+}
+
+/// `sum + Σ r²`, added in order: the running sum of `half_mean_square`, so
+/// that a sum continued block by block has the same bits.
+fn add_squares(sum: f64, residual: &[f64]) -> f64 {
+    residual.iter().fold(sum, |s, r| s + r * r)
 }
 
 impl Pinn {
@@ -79,6 +85,52 @@ impl Pinn {
             interior: half_mean_square(&self.interior_residuals(theta, None)),
             boundary: half_mean_square(&self.boundary_residuals(theta, None)),
         }
+    }
+
+    /// `losses(θ)`, unless a lower bound of `L_Ω + L_∂` already exceeds
+    /// `bound` part of the way through the points: then `Err` with that
+    /// lower bound, and the rest is never computed. The squares are
+    /// non-negative and added in order (rounding is monotone), so the
+    /// running `½ Σ r² / N` only grows; a completed evaluation has the bits
+    /// of `losses(θ)`.
+    pub fn losses_below(&self, theta: &[f64], bound: f64) -> Result<Losses, f64> {
+        let half_mean_until = |points: &Points,
+                               with_laplacian: bool,
+                               residual: &dyn Fn(usize, f64) -> f64,
+                               before: f64|
+         -> Result<f64, f64> {
+            let (n, mut sum, mut done) = (points.len() as f64, 0.0, 0);
+            let mut above = |out: &Output| {
+                let outputs = out.laplacian.as_ref().unwrap_or(&out.value);
+                let new: Vec<f64> = (done..outputs.len())
+                    .map(|i| residual(i, outputs[i]))
+                    .collect();
+                sum = add_squares(sum, &new);
+                done = outputs.len();
+                before + 0.5 * sum / n > bound
+            };
+            // Only a sum above the bound stops the pass early.
+            forward_until(&self.mlp, theta, points, with_laplacian, &mut above);
+            let half_mean = 0.5 * sum / n;
+            if before + half_mean > bound {
+                Err(before + half_mean)
+            } else {
+                Ok(half_mean)
+            }
+        };
+        let interior = half_mean_until(
+            &self.data.interior,
+            true,
+            &|i, lap| lap + self.source_interior[i],
+            0.0,
+        )?;
+        let boundary = half_mean_until(
+            &self.data.boundary,
+            false,
+            &|i, u| u - self.solution_boundary[i],
+            interior,
+        )?;
+        Ok(Losses { interior, boundary })
     }
 
     /// `sqrt(mean over X_eval of (u_θ − u*)²)`.

@@ -164,7 +164,7 @@ fn observers_see_every_step() {
 /// and the run prints the reference's warning.
 #[test]
 fn line_search_without_decrease_takes_no_step() {
-    use kfac_check::line_search::{Grid, StepSize, choose_step};
+    use kfac_check::line_search::{Grid, GridLoss, StepSize, choose_step};
     let (pinn, theta) = small();
     let lin = pinn.linearize(&theta);
     let ascent = lin.gradient.clone();
@@ -177,7 +177,13 @@ fn line_search_without_decrease_takes_no_step() {
     );
     assert!(choice.no_decrease);
     assert_eq!(choice.step_size, 0.0);
-    assert!(choice.grid.iter().all(|(_, f)| *f > lin.losses.total()));
+    // Each candidate's loss, or the lower bound its stopped pass reached.
+    assert!(
+        choice
+            .grid
+            .iter()
+            .all(|(_, f)| f.value() > lin.losses.total())
+    );
     // A descent direction does decrease it, at the first best grid point.
     let descent: Vec<f64> = ascent.iter().map(|g| -g).collect();
     let choice = choose_step(
@@ -187,16 +193,27 @@ fn line_search_without_decrease_takes_no_step() {
         lin.losses.total(),
         &StepSize::GridLineSearch(Grid::default()),
     );
+    let exact = |f: &GridLoss| match *f {
+        GridLoss::Exact(f) => Some(f),
+        GridLoss::Above(_) => None,
+    };
     let best = choice
         .grid
         .iter()
-        .map(|(_, f)| *f)
+        .filter_map(|(_, f)| exact(f))
         .fold(f64::INFINITY, f64::min);
     assert_eq!(choice.loss, Some(best));
     assert_eq!(
         choice.step_size,
-        choice.grid.iter().find(|(_, f)| *f == best).unwrap().0
+        choice
+            .grid
+            .iter()
+            .find(|(_, f)| exact(f) == Some(best))
+            .unwrap()
+            .0
     );
+    // A stopped pass stopped above the best.
+    assert!(choice.grid.iter().all(|(_, f)| f.value() >= best));
 }
 
 fn engd(
