@@ -14,6 +14,7 @@ use faer::linalg::matmul::matmul;
 use faer::reborrow::ReborrowMut;
 use faer::{Accum, Mat, MatMut, MatRef, Par};
 use multiversion::multiversion;
+use rayon::prelude::*;
 use std::borrow::Cow;
 
 /// A network linearised at `θ` on one point set.
@@ -191,40 +192,47 @@ impl Linearization {
     /// `∇W = Ḡᵀ (w ⊙ Ã)` over all rows, `∇b = Σ_n w_n ḡ_{n,0}`: with
     /// `w = r/N` this is the gradient `Jᵀr/N`, without forming `J`.
     pub fn weighted_gradient(&self, weights: &[f64]) -> Vec<f64> {
+        // Layers are independent: computed in parallel, laid out in order.
+        let per_layer: Vec<Vec<f64>> = (0..self.layers.len())
+            .into_par_iter()
+            .map(|l| self.layer_weighted_gradient(l, weights))
+            .collect();
+        per_layer.concat()
+    }
+
+    /// Layer `l`'s part of `weighted_gradient`: `∇W` row-major, then `∇b`.
+    fn layer_weighted_gradient(&self, l: usize, weights: &[f64]) -> Vec<f64> {
         let rows = self.rows_per_point;
-        let n_params: usize = self.layers.iter().map(LayerShape::n_params).sum();
-        let mut gradient = vec![0.0; n_params];
-        for (l, shape) in self.layers.iter().enumerate() {
-            let (d_in, d_out) = (shape.d_in, shape.d_out);
-            let g = &self.output_grads[l];
-            // w ⊙ goes on the narrower of the two row sets.
-            let weighted = |x: &[f64], width: usize| {
-                let mut x = x.to_vec();
-                for (point_rows, &w) in x.chunks_exact_mut(rows * width).zip(weights) {
-                    point_rows.iter_mut().for_each(|v| *v *= w);
-                }
-                x
-            };
-            let a = &self.inputs[l];
-            let (g, a): (Cow<[f64]>, Cow<[f64]>) = if d_out <= d_in {
-                (weighted(g, d_out).into(), a.into())
-            } else {
-                (g.into(), weighted(a, d_in).into())
-            };
-            matmul(
-                MatMut::from_row_major_slice_mut(&mut gradient[shape.weight_range()], d_out, d_in),
-                Accum::Replace,
-                MatRef::from_row_major_slice(&g, g.len() / d_out, d_out).transpose(),
-                MatRef::from_row_major_slice(&a, a.len() / d_in, d_in),
-                1.0,
-                Par::Seq,
-            );
-            let g = &self.output_grads[l];
-            let bias = &mut gradient[shape.bias_range()];
-            for (w, value_row) in weights.iter().zip(g.chunks_exact(rows * d_out)) {
-                for (b, &g) in bias.iter_mut().zip(&value_row[..d_out]) {
-                    *b += w * g;
-                }
+        let shape = &self.layers[l];
+        let (d_in, d_out) = (shape.d_in, shape.d_out);
+        let mut gradient = vec![0.0; shape.n_params()];
+        let (weight_part, bias) = gradient.split_at_mut(d_out * d_in);
+        let g = &self.output_grads[l];
+        // w ⊙ goes on the narrower of the two row sets.
+        let weighted = |x: &[f64], width: usize| {
+            let mut x = x.to_vec();
+            for (point_rows, &w) in x.chunks_exact_mut(rows * width).zip(weights) {
+                point_rows.iter_mut().for_each(|v| *v *= w);
+            }
+            x
+        };
+        let a = &self.inputs[l];
+        let (gw, aw): (Cow<[f64]>, Cow<[f64]>) = if d_out <= d_in {
+            (weighted(g, d_out).into(), a.into())
+        } else {
+            (g.into(), weighted(a, d_in).into())
+        };
+        matmul(
+            MatMut::from_row_major_slice_mut(weight_part, d_out, d_in),
+            Accum::Replace,
+            MatRef::from_row_major_slice(&gw, gw.len() / d_out, d_out).transpose(),
+            MatRef::from_row_major_slice(&aw, aw.len() / d_in, d_in),
+            1.0,
+            Par::Seq,
+        );
+        for (w, value_row) in weights.iter().zip(g.chunks_exact(rows * d_out)) {
+            for (b, &g) in bias.iter_mut().zip(&value_row[..d_out]) {
+                *b += w * g;
             }
         }
         gradient

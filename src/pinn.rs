@@ -175,8 +175,12 @@ impl LinearizedPinn {
 
 impl Pinn {
     pub fn linearize(&self, theta: &[f64]) -> LinearizedPinn {
-        let interior = Linearization::new(&self.mlp, theta, &self.data.interior, true);
-        let boundary = Linearization::new(&self.mlp, theta, &self.data.boundary, false);
+        // The two point sets are independent: the boundary's pass runs
+        // beside the interior's serial parts.
+        let (interior, boundary) = rayon::join(
+            || Linearization::new(&self.mlp, theta, &self.data.interior, true),
+            || Linearization::new(&self.mlp, theta, &self.data.boundary, false),
+        );
         let residual_interior: Vec<f64> = interior
             .output
             .iter()
@@ -190,10 +194,13 @@ impl Pinn {
             .map(|(u, g)| u - g)
             .collect();
         let over_n = |r: &[f64]| r.iter().map(|x| x / r.len() as f64).collect::<Vec<_>>();
-        let gradient = interior
-            .weighted_gradient(&over_n(&residual_interior))
+        let (gradient_interior, gradient_boundary) = rayon::join(
+            || interior.weighted_gradient(&over_n(&residual_interior)),
+            || boundary.weighted_gradient(&over_n(&residual_boundary)),
+        );
+        let gradient = gradient_interior
             .iter()
-            .zip(boundary.weighted_gradient(&over_n(&residual_boundary)))
+            .zip(gradient_boundary)
             .map(|(a, b)| a + b)
             .collect();
         LinearizedPinn {
