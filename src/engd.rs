@@ -12,6 +12,7 @@ use crate::optimizer::Optimizer;
 use crate::pinn::LinearizedPinn;
 use anyhow::Result;
 use faer::Mat;
+use rayon::prelude::*;
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -65,19 +66,24 @@ impl Engd {
 
     /// This step's `G_Ω + G_∂`, block by block.
     pub fn fresh_curvature(&self, lin: &LinearizedPinn) -> Vec<Mat<f64>> {
-        let (ji, jb) = (
-            lin.jacobian_interior().as_ref(),
-            lin.jacobian_boundary().as_ref(),
-        );
+        // The two terms are independent until they are added: their
+        // Jacobians and Gramians are formed side by side.
+        let (ji, jb) = rayon::join(|| lin.jacobian_interior(), || lin.jacobian_boundary());
+        let (ji, jb) = (ji.as_ref(), jb.as_ref());
         match self.config.approximation {
-            Approximation::Full => vec![gramian(ji) + gramian(jb)],
-            Approximation::PerLayer => layer_blocks(ji, &self.layers)
-                .into_iter()
-                .zip(layer_blocks(jb, &self.layers))
-                .map(|(a, b)| a + b)
-                .collect(),
+            Approximation::Full => {
+                let (gi, gb) = rayon::join(|| gramian(ji), || gramian(jb));
+                vec![gi + gb]
+            }
+            Approximation::PerLayer => {
+                let (gi, gb) = rayon::join(
+                    || layer_blocks(ji, &self.layers),
+                    || layer_blocks(jb, &self.layers),
+                );
+                gi.into_iter().zip(gb).map(|(a, b)| a + b).collect()
+            }
             Approximation::Diagonal => {
-                let (di, db) = (diagonal(ji), diagonal(jb));
+                let (di, db) = rayon::join(|| diagonal(ji), || diagonal(jb));
                 vec![Mat::from_fn(di.len(), 1, |p, _| di[p] + db[p])]
             }
         }
@@ -100,13 +106,17 @@ impl Optimizer for Engd {
                 delta = solve_damped_psd(self.curvature[0].value.as_ref(), lambda, g)?;
             }
             Approximation::PerLayer => {
-                for (layer, average) in self.layers.iter().zip(&self.curvature) {
-                    let r = layer.range();
-                    delta[r.clone()].copy_from_slice(&solve_damped_psd(
-                        average.value.as_ref(),
-                        lambda,
-                        &g[r],
-                    )?);
+                // One independent system per layer, solved side by side.
+                let solutions: Vec<Result<Vec<f64>>> = self
+                    .layers
+                    .par_iter()
+                    .zip(&self.curvature)
+                    .map(|(layer, average)| {
+                        solve_damped_psd(average.value.as_ref(), lambda, &g[layer.range()])
+                    })
+                    .collect();
+                for (layer, solution) in self.layers.iter().zip(solutions) {
+                    delta[layer.range()].copy_from_slice(&solution?);
                 }
             }
             Approximation::Diagonal => {

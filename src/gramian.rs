@@ -5,6 +5,7 @@
 use crate::mlp::LayerShape;
 use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::{Accum, Mat, MatRef, Par};
+use rayon::prelude::*;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -72,7 +73,7 @@ pub fn scaled_gram(x: MatRef<'_, f64>, scale: f64) -> Mat<f64> {
 /// The diagonal blocks `(1/N) J_lᵀ J_l` of each linear layer.
 pub fn layer_blocks(jacobian: MatRef<'_, f64>, layers: &[LayerShape]) -> Vec<Mat<f64>> {
     layers
-        .iter()
+        .par_iter()
         .map(|l| gramian(jacobian.subcols(l.offset, l.n_params())))
         .collect()
 }

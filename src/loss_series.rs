@@ -168,8 +168,10 @@ impl LossSeries {
             out_bias: theta[output.bias_range()][0],
             step_out_bias: direction[output.bias_range()][0],
         };
-        let interior = ray.coefficients(&pinn.data.interior, &pinn.source_interior, true);
-        let boundary = ray.coefficients(&pinn.data.boundary, &pinn.solution_boundary, false);
+        let (interior, boundary) = rayon::join(
+            || ray.coefficients(&pinn.data.interior, &pinn.source_interior, true),
+            || ray.coefficients(&pinn.data.boundary, &pinn.solution_boundary, false),
+        );
         let finite = interior.iter().chain(&boundary).all(|c| c.is_finite());
         let radius = if finite {
             radius_along(pinn, direction)
