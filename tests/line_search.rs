@@ -10,8 +10,14 @@ use kfac_check::train::Trainer;
 
 /// `f_k` of every candidate by a forward pass, and REFERENCE §6's choice:
 /// the first smallest finite `f_k`, if it is `≤ f_0`.
-fn brute_force(pinn: &Pinn, theta: &[f64], direction: &[f64], f0: f64) -> (Vec<f64>, f64) {
-    let alphas = Grid::default().candidates();
+fn brute_force(
+    pinn: &Pinn,
+    theta: &[f64],
+    direction: &[f64],
+    f0: f64,
+    grid: &Grid,
+) -> (Vec<f64>, f64) {
+    let alphas = grid.candidates();
     let f: Vec<f64> = alphas
         .iter()
         .map(|&a| pinn.losses(&moved(theta, direction, a)).total())
@@ -32,7 +38,8 @@ fn brute_force(pinn: &Pinn, theta: &[f64], direction: &[f64], f0: f64) -> (Vec<f
 /// The step-0 directions of the documented runs: ENGD per_layer (small, so
 /// nearly every candidate is on the series) and plain KFAC (huge, so most
 /// candidates get a forward pass and most of those stop early), and the
-/// negative gradient.
+/// negative gradient; on the default grid, one with exponents that are not
+/// integers (steps that are not powers of two) and one that counts down.
 #[test]
 fn shortcuts_keep_the_brute_force_choice_and_their_numbers_are_honest() {
     let trainer = |flags: &str| {
@@ -53,37 +60,52 @@ fn shortcuts_keep_the_brute_force_choice_and_their_numbers_are_honest() {
             .unwrap(),
         lin.gradient.iter().map(|g| -g).collect(),
     ];
+    let grids = [
+        Grid::default(),
+        Grid {
+            log2min: -7.3,
+            log2max: 2.1,
+            num_steps: 12,
+        },
+        Grid {
+            log2min: 1.0,
+            log2max: -24.0,
+            num_steps: 26,
+        },
+    ];
     let mut stopped = 0;
     for (d, direction) in directions.iter().enumerate() {
-        let choice = choose_step(
-            &pinn,
-            &theta,
-            direction,
-            f0,
-            &StepSize::GridLineSearch(Grid::default()),
-        );
-        let (f, step) = brute_force(&pinn, &theta, direction, f0);
-        assert_eq!(choice.step_size, step, "direction {d}");
-        let best = f
-            .iter()
-            .copied()
-            .filter(|x| x.is_finite())
-            .fold(f0, f64::min);
-        for ((alpha, loss), &fk) in choice.grid.iter().zip(&f) {
-            match *loss {
-                // From the series (within rounding) or the same forward pass.
-                GridLoss::Exact(got) => assert!(
-                    (got - fk).abs() <= 1e-12 * fk.abs(),
-                    "direction {d}, α = {alpha:e}: {got} against {fk}"
-                ),
-                // A true lower bound, above a loss that wins over it.
-                GridLoss::Above(bound) => {
-                    stopped += 1;
-                    assert!(bound <= fk, "direction {d}, α = {alpha:e}: {bound} > {fk}");
-                    assert!(
-                        bound > best,
-                        "direction {d}, α = {alpha:e}: {bound} ≤ {best}"
-                    );
+        for grid in &grids {
+            let choice = choose_step(
+                &pinn,
+                &theta,
+                direction,
+                f0,
+                &StepSize::GridLineSearch(*grid),
+            );
+            let (f, step) = brute_force(&pinn, &theta, direction, f0, grid);
+            assert_eq!(choice.step_size, step, "direction {d}, {grid:?}");
+            let best = f
+                .iter()
+                .copied()
+                .filter(|x| x.is_finite())
+                .fold(f0, f64::min);
+            for ((alpha, loss), &fk) in choice.grid.iter().zip(&f) {
+                match *loss {
+                    // From the series (within rounding) or the same forward pass.
+                    GridLoss::Exact(got) => assert!(
+                        (got - fk).abs() <= 1e-12 * fk.abs(),
+                        "direction {d}, α = {alpha:e}: {got} against {fk}"
+                    ),
+                    // A true lower bound, above a loss that wins over it.
+                    GridLoss::Above(bound) => {
+                        stopped += 1;
+                        assert!(bound <= fk, "direction {d}, α = {alpha:e}: {bound} > {fk}");
+                        assert!(
+                            bound > best,
+                            "direction {d}, α = {alpha:e}: {bound} ≤ {best}"
+                        );
+                    }
                 }
             }
         }
