@@ -1,5 +1,9 @@
 //! Step sizes (REFERENCE §6): a fixed learning rate, or the grid line search
 //! over `α_k = 2^(log2min + k·(log2max − log2min)/(num_steps−1))`.
+//!
+//! Two shortcuts keep the reference's choice while skipping most of the work:
+//! small steps read the residuals' power series in α (`loss_series`), and a
+//! forward pass stops once its running loss cannot win (`forward_waves`).
 
 use crate::loss_series::{self, LossSeries};
 use crate::pinn::Pinn;
