@@ -35,21 +35,9 @@ pub struct Trace {
     pub pre_activations: Vec<Vec<f64>>,
 }
 
-/// `u_θ` at each point, and `Δu_θ` when asked for.
-#[derive(Clone, Debug)]
-pub struct Output {
-    pub value: Vec<f64>,
-    pub laplacian: Option<Vec<f64>>,
-}
-
-impl Output {
-    fn room_for(n_points: usize, with_laplacian: bool) -> Self {
-        Self {
-            value: Vec::with_capacity(n_points),
-            laplacian: with_laplacian.then(|| Vec::with_capacity(n_points)),
-        }
-    }
-}
+/// The network's output per point: `Δu_θ(x_n)` from a pass with the
+/// Laplacian (all the interior residual needs), `u_θ(x_n)` from one without.
+pub type Output = Vec<f64>;
 
 /// Start rows: `z = x`, `∂_i z = e_i`, `Δz = 0` (kept in a trace: they are
 /// the first layer's inputs for its Jacobian and Kronecker factor).
@@ -280,16 +268,17 @@ fn tanh_laplacian_row(t: &[f64], lap_z: &[f64], lap_y: &mut [f64]) {
     }
 }
 
-/// The scalar output layer: `u = w·h + b` from each value row and, with the
-/// Laplacian, `Δu = w·Δh` from each Laplacian row.
+/// The scalar output layer: with the Laplacian `Δu = w·Δh` from each
+/// Laplacian row, without it `u = w·h + b` from each value row.
 #[inline(always)]
 fn output_layer(layer: &LayerShape, theta: &[f64], input: &[f64], rows: usize, out: &mut Output) {
     let (w, b) = (&theta[layer.weight_range()], theta[layer.bias_range()][0]);
     for h in input.chunks_exact(rows * layer.d_in) {
-        out.value.push(dot(w, &h[..layer.d_in]) + b);
-        if let Some(lap) = out.laplacian.as_mut() {
-            lap.push(dot(w, &h[(rows - 1) * layer.d_in..]));
-        }
+        out.push(if rows > 1 {
+            dot(w, &h[(rows - 1) * layer.d_in..])
+        } else {
+            dot(w, &h[..layer.d_in]) + b
+        });
     }
 }
 
@@ -396,7 +385,7 @@ pub fn forward(
     *trace = Trace::default();
     let rows = rows_per_point(points.dim, with_laplacian);
     let first = FirstLayer::new(&mlp.layers()[0], theta);
-    let mut out = Output::room_for(points.len(), with_laplacian);
+    let mut out = Vec::with_capacity(points.len());
     let mut spare = Vec::new();
     forward_points(
         mlp,
@@ -423,7 +412,7 @@ pub fn forward_until(
 ) -> Output {
     let rows = rows_per_point(points.dim, with_laplacian);
     let first = FirstLayer::new(&mlp.layers()[0], theta);
-    let mut out = Output::room_for(points.len(), with_laplacian);
+    let mut out = Vec::with_capacity(points.len());
     SPARE_BUFFERS.with_borrow_mut(|spare| {
         for block in points.coords.chunks(BLOCK_POINTS * points.dim) {
             forward_points(mlp, theta, &first, block, rows, &mut out, spare, None);

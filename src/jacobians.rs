@@ -153,8 +153,7 @@ impl Linearization {
     /// output row (the Laplacian row in the interior, the value row on the boundary).
     pub fn new(mlp: &Mlp, theta: &[f64], points: &Points, with_laplacian: bool) -> Self {
         let mut trace = Trace::default();
-        let out = forward(mlp, theta, points, with_laplacian, Some(&mut trace));
-        let output = out.laplacian.unwrap_or(out.value);
+        let output = forward(mlp, theta, points, with_laplacian, Some(&mut trace));
         let rows = rows_per_point(points.dim, with_laplacian);
         let layers = mlp.layers();
         let n_points = points.len();

@@ -61,8 +61,7 @@ impl Pinn {
     /// Interior residuals `r_n = Δu_θ(x_n) + f(x_n)`, from a forward pass
     /// (traced when `trace` is given).
     pub fn interior_residuals(&self, theta: &[f64], trace: Option<&mut Trace>) -> Vec<f64> {
-        let Output { laplacian, .. } = forward(&self.mlp, theta, &self.data.interior, true, trace);
-        let laplacian = laplacian.expect("forward with Laplacian");
+        let laplacian = forward(&self.mlp, theta, &self.data.interior, true, trace);
         laplacian
             .iter()
             .zip(&self.source_interior)
@@ -72,9 +71,8 @@ impl Pinn {
 
     /// Boundary residuals `r_n = u_θ(x_n) − u*(x_n)`.
     pub fn boundary_residuals(&self, theta: &[f64], trace: Option<&mut Trace>) -> Vec<f64> {
-        let out = forward(&self.mlp, theta, &self.data.boundary, false, trace);
-        out.value
-            .iter()
+        let u = forward(&self.mlp, theta, &self.data.boundary, false, trace);
+        u.iter()
             .zip(&self.solution_boundary)
             .map(|(u, g)| u - g)
             .collect()
@@ -100,8 +98,7 @@ impl Pinn {
                                before: f64|
          -> Result<f64, f64> {
             let (n, mut sum, mut done) = (points.len() as f64, 0.0, 0);
-            let mut above = |out: &Output| {
-                let outputs = out.laplacian.as_ref().unwrap_or(&out.value);
+            let mut above = |outputs: &Output| {
                 let new: Vec<f64> = (done..outputs.len())
                     .map(|i| residual(i, outputs[i]))
                     .collect();
@@ -135,14 +132,13 @@ impl Pinn {
 
     /// `sqrt(mean over X_eval of (u_θ − u*)²)`.
     pub fn l2_error(&self, theta: &[f64]) -> f64 {
-        let out = forward(&self.mlp, theta, &self.data.eval, false, None);
-        let sum: f64 = out
-            .value
+        let u = forward(&self.mlp, theta, &self.data.eval, false, None);
+        let sum: f64 = u
             .iter()
             .zip(&self.solution_eval)
             .map(|(u, g)| (u - g) * (u - g))
             .sum();
-        (sum / out.value.len() as f64).sqrt()
+        (sum / u.len() as f64).sqrt()
     }
 }
 
