@@ -145,7 +145,7 @@ pub fn choose_step(
             let (series, direct_losses) = rayon::join(
                 || {
                     use_series
-                        .then(|| LossSeries::along(pinn, theta, direction))
+                        .then(|| LossSeries::within(pinn, theta, direction, radius))
                         .flatten()
                 },
                 || forward_waves(pinn, theta, direction, loss_before, &direct),

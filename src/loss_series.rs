@@ -129,6 +129,11 @@ impl LossSeries {
     /// The series of `pinn`'s residuals along `θ + αδ`; `None` unless the
     /// network has exactly one hidden layer.
     pub fn along(pinn: &Pinn, theta: &[f64], direction: &[f64]) -> Option<Self> {
+        Self::within(pinn, theta, direction, radius_along(pinn, direction))
+    }
+
+    /// `along`, for a caller that already has `radius_along(pinn, δ)`.
+    pub fn within(pinn: &Pinn, theta: &[f64], direction: &[f64], radius: f64) -> Option<Self> {
         let layers = pinn.mlp.layers();
         let [first, output] = layers.as_slice() else {
             return None;
@@ -173,11 +178,7 @@ impl LossSeries {
             || ray.coefficients(&pinn.data.boundary, &pinn.solution_boundary, false),
         );
         let finite = interior.iter().chain(&boundary).all(|c| c.is_finite());
-        let radius = if finite {
-            radius_along(pinn, direction)
-        } else {
-            0.0
-        };
+        let radius = if finite { radius } else { 0.0 };
         // Coefficient-major (`c_m` of every point contiguous), so that a
         // candidate's Horner steps run across the points.
         let coefficient_major = |all: Vec<f64>| -> Vec<f64> {
