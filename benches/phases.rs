@@ -19,10 +19,7 @@ fn trainer(flags: &str) -> Trainer {
 }
 
 fn phases(c: &mut Criterion) {
-    rayon::ThreadPoolBuilder::new()
-        .use_current_thread()
-        .build_global()
-        .expect("the global pool, built once");
+    kfac_check::pool::build_global().expect("the global pool, built once");
     let engd = "--optimizer=ENGD --ENGD_damping=1e-8 --ENGD_approximation=per_layer";
     let kfac = "--optimizer=KFAC --KFAC_damping=1e-8 --KFAC_ema_factor=0";
     let t = trainer(engd);

@@ -25,6 +25,7 @@ pub mod optimizer;
 pub mod output_file;
 pub mod pinn;
 pub mod plot;
+pub mod pool;
 pub mod problem;
 pub mod replay;
 pub mod tanh;

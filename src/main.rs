@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 use kfac_check::cli::TrainArgs;
 use kfac_check::lockstep::Follow;
 use kfac_check::output_file::{check_writable, write_atomically};
-use kfac_check::{dump, golden, optimizer::NoObserver, train};
+use kfac_check::{dump, golden, optimizer::NoObserver, pool, train};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -304,14 +304,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // This thread is one of the pool's workers: when the line search forks,
-    // it starts on its share at once rather than waiting for a sleeping
-    // worker to wake (on a VM that takes from 30 µs to milliseconds).
-    let result = rayon::ThreadPoolBuilder::new()
-        .use_current_thread()
-        .build_global()
+    // `bench` times other processes: it keeps the workers awake only
+    // around its own in-process runs.
+    let result = pool::build_global()
         .map_err(anyhow::Error::from)
-        .and_then(|()| run(cli));
+        .and_then(|()| match cli.command {
+            Command::Bench { .. } => run(cli),
+            _ => pool::with_awake_workers(|| run(cli)),
+        });
     match result {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
