@@ -40,8 +40,43 @@ pub fn with_awake_workers<T: Send>(f: impl FnOnce() -> T + Send) -> T {
         while started.load(Ordering::Acquire) < others {
             std::hint::spin_loop();
         }
-        let out = f();
-        done.store(true, Ordering::Release);
-        out
+        // The spinners stop however `f` ends: the scope waits for them
+        // before it returns, or before it passes a panic on.
+        let _stop = Stop(&done);
+        f()
     })
+}
+
+/// Sets the flag when dropped.
+struct Stop<'a>(&'a AtomicBool);
+
+impl Drop for Stop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A panic inside `f` reaches the caller instead of leaving the scope
+    /// waiting for spinners that never stop (which would hang: the test
+    /// gives it 20 s).
+    #[test]
+    fn a_panic_inside_stops_the_spinners() {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(2)
+                .build()
+                .unwrap();
+            let caught = pool
+                .install(|| std::panic::catch_unwind(|| with_awake_workers(|| panic!("inside"))));
+            let after = pool.install(|| with_awake_workers(|| rayon::join(|| 1, || 2)));
+            sender.send((caught.is_err(), after)).unwrap();
+        });
+        let outcome = receiver.recv_timeout(std::time::Duration::from_secs(20));
+        assert_eq!(outcome, Ok((true, (1, 2))), "the spinners did not stop");
+    }
 }
