@@ -39,7 +39,7 @@
 
 use crate::forward_laplacian::{FirstLayer, dot, first_layer_laplacian_row, lane_sum};
 use crate::halves::for_each_half;
-use crate::pinn::{Losses, Pinn, half_mean_square};
+use crate::pinn::{Losses, Pinn, boundary_residual, half_mean_square, interior_residual};
 use crate::problem::Points;
 use crate::tanh::tanh_in_place;
 use multiversion::multiversion;
@@ -327,7 +327,7 @@ fn point_coefficients(
         if with_laplacian {
             // r(0) as the forward pass computes it: Δh = σ''·s0, Δu = v·Δh.
             first_layer_laplacian_row(&t[..width], &ray.layer.sum_sq, &mut row);
-            coefficients[0] = dot(ray.out_weight, &row) + target;
+            coefficients[0] = interior_residual(dot(ray.out_weight, &row), target);
             for chunk in 0..chunks {
                 let z = lanes(&zeta, chunk);
                 tanh_taylor(lanes(&t, chunk), ORDER + 2, &mut a);
@@ -356,7 +356,8 @@ fn point_coefficients(
             }
         } else {
             // u(0) − u* as the forward pass computes it.
-            coefficients[0] = dot(ray.out_weight, &t[..width]) + ray.out_bias - target;
+            coefficients[0] =
+                boundary_residual(dot(ray.out_weight, &t[..width]) + ray.out_bias, target);
             for chunk in 0..chunks {
                 let z = lanes(&zeta, chunk);
                 let (v, dv) = (

@@ -45,6 +45,25 @@ fn add_squares(sum: f64, residual: &[f64]) -> f64 {
     residual.iter().fold(sum, |s, r| s + r * r)
 }
 
+/// `r = Δu_θ(x) + f(x)` (REFERENCE §1).
+pub(crate) fn interior_residual(laplacian: f64, source: f64) -> f64 {
+    laplacian + source
+}
+
+/// `r = u_θ(x) − u*(x)` (REFERENCE §1).
+pub(crate) fn boundary_residual(u: f64, solution: f64) -> f64 {
+    u - solution
+}
+
+/// `rule(output_n, target_n)` for every point.
+fn residuals(outputs: &[f64], targets: &[f64], rule: fn(f64, f64) -> f64) -> Vec<f64> {
+    outputs
+        .iter()
+        .zip(targets)
+        .map(|(&o, &t)| rule(o, t))
+        .collect()
+}
+
 impl Pinn {
     pub fn new(mlp: Mlp, equation: Equation, data: Data) -> Self {
         let targets = |p: &Points, f: &dyn Fn(&[f64]) -> f64| p.iter().map(f).collect::<Vec<_>>();
@@ -62,20 +81,13 @@ impl Pinn {
     /// (traced when `trace` is given).
     pub fn interior_residuals(&self, theta: &[f64], trace: Option<&mut Trace>) -> Vec<f64> {
         let laplacian = forward(&self.mlp, theta, &self.data.interior, true, trace);
-        laplacian
-            .iter()
-            .zip(&self.source_interior)
-            .map(|(lap, f)| lap + f)
-            .collect()
+        residuals(&laplacian, &self.source_interior, interior_residual)
     }
 
     /// Boundary residuals `r_n = u_θ(x_n) − u*(x_n)`.
     pub fn boundary_residuals(&self, theta: &[f64], trace: Option<&mut Trace>) -> Vec<f64> {
         let u = forward(&self.mlp, theta, &self.data.boundary, false, trace);
-        u.iter()
-            .zip(&self.solution_boundary)
-            .map(|(u, g)| u - g)
-            .collect()
+        residuals(&u, &self.solution_boundary, boundary_residual)
     }
 
     pub fn losses(&self, theta: &[f64]) -> Losses {
@@ -118,13 +130,13 @@ impl Pinn {
         let interior = half_mean_until(
             &self.data.interior,
             true,
-            &|i, lap| lap + self.source_interior[i],
+            &|i, lap| interior_residual(lap, self.source_interior[i]),
             0.0,
         )?;
         let boundary = half_mean_until(
             &self.data.boundary,
             false,
-            &|i, u| u - self.solution_boundary[i],
+            &|i, u| boundary_residual(u, self.solution_boundary[i]),
             interior,
         )?;
         Ok(Losses { interior, boundary })
@@ -190,18 +202,10 @@ impl Pinn {
             || Linearization::new(&self.mlp, theta, &self.data.interior, true),
             || Linearization::new(&self.mlp, theta, &self.data.boundary, false),
         );
-        let residual_interior: Vec<f64> = interior
-            .output
-            .iter()
-            .zip(&self.source_interior)
-            .map(|(lap, f)| lap + f)
-            .collect();
-        let residual_boundary: Vec<f64> = boundary
-            .output
-            .iter()
-            .zip(&self.solution_boundary)
-            .map(|(u, g)| u - g)
-            .collect();
+        let residual_interior =
+            residuals(&interior.output, &self.source_interior, interior_residual);
+        let residual_boundary =
+            residuals(&boundary.output, &self.solution_boundary, boundary_residual);
         let over_n = |r: &[f64]| r.iter().map(|x| x / r.len() as f64).collect::<Vec<_>>();
         let (gradient_interior, gradient_boundary) = rayon::join(
             || interior.weighted_gradient(&over_n(&residual_interior)),
