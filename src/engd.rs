@@ -71,14 +71,12 @@ impl Engd {
         let (ji, jb) = rayon::join(|| lin.jacobian_interior(), || lin.jacobian_boundary());
         let (ji, jb) = (ji.as_ref(), jb.as_ref());
         match self.config.approximation {
-            Approximation::Full => {
-                let (gi, gb) = rayon::join(|| gramian(ji), || gramian(jb));
-                vec![gi + gb]
-            }
+            // One Gramian after the other (see `layer_blocks`).
+            Approximation::Full => vec![gramian(ji) + gramian(jb)],
             Approximation::PerLayer => {
-                let (gi, gb) = rayon::join(
-                    || layer_blocks(ji, &self.layers),
-                    || layer_blocks(jb, &self.layers),
+                let (gi, gb) = (
+                    layer_blocks(ji, &self.layers),
+                    layer_blocks(jb, &self.layers),
                 );
                 gi.into_iter().zip(gb).map(|(a, b)| a + b).collect()
             }

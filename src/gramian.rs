@@ -5,7 +5,6 @@
 use crate::mlp::LayerShape;
 use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::{Accum, Mat, MatRef, Par};
-use rayon::prelude::*;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -70,10 +69,13 @@ pub fn scaled_gram(x: MatRef<'_, f64>, scale: f64) -> Mat<f64> {
     g
 }
 
-/// The diagonal blocks `(1/N) J_lᵀ J_l` of each linear layer.
+/// The diagonal blocks `(1/N) J_lᵀ J_l` of each linear layer, one after the
+/// other: each already runs on two cores (`scaled_gram`), and forming them
+/// side by side let the largest block's second half wait behind the small
+/// ones (0.74 against 0.63 ms for the documented ENGD step's four blocks).
 pub fn layer_blocks(jacobian: MatRef<'_, f64>, layers: &[LayerShape]) -> Vec<Mat<f64>> {
     layers
-        .par_iter()
+        .iter()
         .map(|l| gramian(jacobian.subcols(l.offset, l.n_params())))
         .collect()
 }
