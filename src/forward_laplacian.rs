@@ -43,16 +43,16 @@ pub type Output = Vec<f64>;
 /// the first layer's inputs for its Jacobian and Kronecker factor).
 #[inline(always)]
 fn input_rows(coords: &[f64], dim: usize, rows: usize) -> Vec<f64> {
-    let mut out = vec![0.0; coords.len() / dim * rows * dim];
+    let mut out = crate::buffers::take(coords.len() / dim * rows * dim);
     for (x, block) in coords
         .chunks_exact(dim)
         .zip(out.chunks_exact_mut(rows * dim))
     {
-        block[..dim].copy_from_slice(x);
-        if rows > 1 {
-            for i in 0..dim {
-                block[(1 + i) * dim + i] = 1.0;
-            }
+        let (value, rest) = block.split_at_mut(dim);
+        value.copy_from_slice(x);
+        rest.fill(0.0);
+        for i in 0..rows.saturating_sub(2) {
+            rest[i * dim + i] = 1.0;
         }
     }
     out
@@ -114,14 +114,16 @@ impl FirstLayer {
     #[inline(always)]
     fn pre_activation_rows(&self, coords: &[f64], dim: usize, rows: usize) -> Vec<f64> {
         let width = self.bias.len();
-        let mut pre = vec![0.0; coords.len() / dim * rows * width];
+        let mut pre = crate::buffers::take(coords.len() / dim * rows * width);
         for (x, block) in coords
             .chunks_exact(dim)
             .zip(pre.chunks_exact_mut(rows * width))
         {
             self.value_row(x, &mut block[..width]);
             if rows > 1 {
-                block[width..(dim + 1) * width].copy_from_slice(&self.weights_t);
+                let (derivatives, laplacian) = block[width..].split_at_mut(dim * width);
+                derivatives.copy_from_slice(&self.weights_t);
+                laplacian.fill(0.0);
             }
         }
         pre
@@ -285,7 +287,7 @@ fn output_layer(layer: &LayerShape, theta: &[f64], input: &[f64], rows: usize, o
 /// A buffer of `len` entries, reused when one is spare. Its old contents
 /// stay: every layer function overwrites all of its output.
 fn buffer(spare: &mut Vec<Vec<f64>>, len: usize) -> Vec<f64> {
-    let mut v = spare.pop().unwrap_or_default();
+    let mut v = spare.pop().unwrap_or_else(|| crate::buffers::take(len));
     v.resize(len, 0.0);
     v
 }

@@ -136,7 +136,7 @@ fn value_and_laplacian_backward(
 fn linear_backward(layer: &LayerShape, theta: &[f64], upstream: &[f64]) -> Vec<f64> {
     let (d_in, d_out) = (layer.d_in, layer.d_out);
     let n_rows = upstream.len() / d_out;
-    let mut out = vec![0.0; n_rows * d_in];
+    let mut out = crate::buffers::take(n_rows * d_in);
     matmul(
         MatMut::from_row_major_slice_mut(&mut out, n_rows, d_in),
         Accum::Replace,
@@ -158,9 +158,10 @@ impl Linearization {
         let layers = mlp.layers();
         let n_points = points.len();
 
-        let mut seed = vec![0.0; n_points * rows];
-        for n in 0..n_points {
-            seed[n * rows + rows - 1] = 1.0;
+        let mut seed = crate::buffers::take(n_points * rows);
+        for point_rows in seed.chunks_exact_mut(rows) {
+            point_rows.fill(0.0);
+            point_rows[rows - 1] = 1.0;
         }
         let mut output_grads = vec![Vec::new(); layers.len()];
         output_grads[layers.len() - 1] = seed;
@@ -168,7 +169,7 @@ impl Linearization {
             let upstream = linear_backward(&layers[l], theta, &output_grads[l]);
             let (pre, activation) = (&trace.pre_activations[l - 1], &trace.layer_inputs[l]);
             let per_point = rows * layers[l - 1].d_out;
-            let mut grads = vec![0.0; pre.len()];
+            let mut grads = crate::buffers::take(pre.len());
             for_each_half(&mut grads, per_point, |points, out| {
                 let r = points.start * per_point..points.end * per_point;
                 let (pre, activation, upstream) =
@@ -176,7 +177,12 @@ impl Linearization {
                 tanh_backward(pre, activation, upstream, layers[l - 1].d_out, rows, out);
             });
             output_grads[l - 1] = grads;
+            crate::buffers::give(upstream);
         }
+        trace
+            .pre_activations
+            .into_iter()
+            .for_each(crate::buffers::give);
         Self {
             rows_per_point: rows,
             n_points,
@@ -249,6 +255,15 @@ impl Linearization {
             || jacobian_rows(self, n_params, half, bottom),
         );
         jacobian
+    }
+}
+
+impl Drop for Linearization {
+    /// Its arrays serve the next linearisation (`buffers`).
+    fn drop(&mut self) {
+        for buffer in self.inputs.drain(..).chain(self.output_grads.drain(..)) {
+            crate::buffers::give(buffer);
+        }
     }
 }
 

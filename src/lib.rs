@@ -1,5 +1,6 @@
 //! kfac-check: an exact float64 reference for ENGD and KFAC on Poisson PINNs.
 pub mod bench;
+pub mod buffers;
 pub mod cli;
 pub mod compare;
 pub mod debug_log;
