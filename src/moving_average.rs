@@ -24,9 +24,19 @@ impl MovingAverage {
     /// `C ← β·C + (1−β)·C_new`.
     pub fn update(&mut self, new: &Mat<f64>) {
         let beta = self.factor;
-        self.value = Mat::from_fn(new.nrows(), new.ncols(), |i, j| {
-            beta * self.value[(i, j)] + (1.0 - beta) * new[(i, j)]
-        });
+        assert_eq!(
+            (self.value.nrows(), self.value.ncols()),
+            (new.nrows(), new.ncols()),
+            "a moving average keeps its shape"
+        );
+        // Column slices, in place: indexing entry by entry took 0.09 ms of
+        // the documented ENGD step's 41 000 entries.
+        for j in 0..new.ncols() {
+            let column = self.value.col_as_slice_mut(j);
+            for (c, &n) in column.iter_mut().zip(new.col_as_slice(j)) {
+                *c = beta * *c + (1.0 - beta) * n;
+            }
+        }
     }
 
     /// `C + λI`.
