@@ -367,7 +367,12 @@ fn bench_reports_process_times_and_a_phase_split() {
         };
         let per_step: f64 = per_step.parse().unwrap();
         let phases: f64 = phases.iter().map(|p| p.parse::<f64>().unwrap()).sum();
-        assert!(phases <= per_step * 1.0001, "{row}");
+        // The true phases add up to at most the true time per step; each of
+        // the five printed numbers is within half a unit of its last digit
+        // (0.005 ms) of its true value. (Exact only up to that rounding: a run
+        // printed 2.80 ms per step with phases printed as adding to 2.81.)
+        let rounding = 5.0 * 0.005;
+        assert!(phases <= per_step + rounding + 1e-9, "{row}");
         // Only the 100-step documented commands are run as whole processes.
         assert_eq!(*steps == "100", process.parse::<f64>().is_ok(), "{row}");
     }
