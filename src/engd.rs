@@ -66,20 +66,17 @@ impl Engd {
 
     /// This step's `G_Ω + G_∂`, block by block.
     pub fn fresh_curvature(&self, lin: &LinearizedPinn) -> Vec<Mat<f64>> {
-        // The two terms are independent until they are added: their
-        // Jacobians and Gramians are formed side by side.
+        // The two terms' Jacobians are formed side by side; their Gramians
+        // one after the other, each on two cores (see `layer_blocks`).
         let (ji, jb) = rayon::join(|| lin.jacobian_interior(), || lin.jacobian_boundary());
         let (ji, jb) = (ji.as_ref(), jb.as_ref());
         match self.config.approximation {
-            // One Gramian after the other (see `layer_blocks`).
             Approximation::Full => vec![gramian(ji) + gramian(jb)],
-            Approximation::PerLayer => {
-                let (gi, gb) = (
-                    layer_blocks(ji, &self.layers),
-                    layer_blocks(jb, &self.layers),
-                );
-                gi.into_iter().zip(gb).map(|(a, b)| a + b).collect()
-            }
+            Approximation::PerLayer => layer_blocks(ji, &self.layers)
+                .into_iter()
+                .zip(layer_blocks(jb, &self.layers))
+                .map(|(a, b)| a + b)
+                .collect(),
             Approximation::Diagonal => {
                 let (di, db) = rayon::join(|| diagonal(ji), || diagonal(jb));
                 vec![Mat::from_fn(di.len(), 1, |p, _| di[p] + db[p])]

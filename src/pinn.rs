@@ -36,13 +36,13 @@ impl Losses {
 
 /// `½ · mean r²`.
 pub fn half_mean_square(residual: &[f64]) -> f64 {
-    0.5 * add_squares(0.0, residual) / residual.len() as f64
+    0.5 * add_squares(0.0, residual.iter().copied()) / residual.len() as f64
 }
 
 /// `sum + Σ r²`, added in order: the running sum of `half_mean_square`, so
 /// that a sum continued block by block has the same bits.
-fn add_squares(sum: f64, residual: &[f64]) -> f64 {
-    residual.iter().fold(sum, |s, r| s + r * r)
+fn add_squares(sum: f64, residual: impl Iterator<Item = f64>) -> f64 {
+    residual.fold(sum, |s, r| s + r * r)
 }
 
 /// `r = Δu_θ(x) + f(x)` (REFERENCE §1).
@@ -111,10 +111,8 @@ impl Pinn {
          -> Result<f64, f64> {
             let (n, mut sum, mut done) = (points.len() as f64, 0.0, 0);
             let mut above = |outputs: &Output| {
-                let new: Vec<f64> = (done..outputs.len())
-                    .map(|i| residual(i, outputs[i]))
-                    .collect();
-                sum = add_squares(sum, &new);
+                let new = (done..outputs.len()).map(|i| residual(i, outputs[i]));
+                sum = add_squares(sum, new);
                 done = outputs.len();
                 before + 0.5 * sum / n > bound
             };
