@@ -116,10 +116,7 @@ pub fn kronecker_factors(
     // e_n = w_n · c with w_n = r_n (empirical) or 1 (type-2), and c = 1/√N
     // or 1: B = c² Σ w_n² g gᵀ, so the two error scales differ by exactly
     // the factor N applied once.
-    let weight: Vec<f64> = match settings.ggn_type {
-        GgnType::Empirical => residual.to_vec(),
-        _ => vec![1.0; n],
-    };
+    let weight = (settings.ggn_type == GgnType::Empirical).then_some(residual);
     let error_scale_sq = match settings.error_scale {
         ErrorScale::InvSqrtN => 1.0 / n as f64,
         ErrorScale::One => 1.0,
@@ -129,39 +126,61 @@ pub fn kronecker_factors(
         .enumerate()
         .map(|(l, shape)| {
             let (d_in, d_out) = (shape.d_in, shape.d_out);
-            // Ã row-major: the layer's input rows, and 1 on value rows.
-            let mut augmented = vec![0.0; n * rows * (d_in + 1)];
-            for (r, (out, input)) in augmented
-                .chunks_exact_mut(d_in + 1)
-                .zip(lin.inputs[l].chunks_exact(d_in))
-                .enumerate()
-            {
-                out[..d_in].copy_from_slice(input);
-                out[d_in] = if r % rows == 0 { 1.0 } else { 0.0 };
-            }
-            let augmented = MatRef::from_row_major_slice(&augmented, n * rows, d_in + 1);
-            let a = scaled_gram(augmented, 1.0 / (n * rows) as f64);
-
+            let a = augmented_gram(&lin.inputs[l], d_in, rows, 1.0 / (n * rows) as f64);
             let b = if settings.ggn_type == GgnType::ForwardOnly {
                 Mat::identity(d_out, d_out)
             } else {
                 let value_rows_only =
                     rows > 1 && l == 0 && settings.interior_b_rows == InteriorBRows::InputDependent;
-                let mut weighted = Vec::with_capacity(n * rows * d_out);
-                for (r, g) in lin.output_grads[l].chunks_exact(d_out).enumerate() {
-                    if !value_rows_only || r % rows == 0 {
-                        weighted.extend(g.iter().map(|g| weight[r / rows] * g));
+                // The kept rows of `G` (`N·S × d_out`): every row, or every
+                // `S`-th (a stride, not a copy).
+                let (kept, stride) = if value_rows_only {
+                    (n, rows * d_out)
+                } else {
+                    (n * rows, d_out)
+                };
+                let grads = &lin.output_grads[l];
+                let grads = MatRef::from_row_major_slice_with_stride(
+                    &grads[..grads.len() - (stride - d_out)],
+                    kept,
+                    d_out,
+                    stride,
+                );
+                match &weight {
+                    None => scaled_gram(grads, error_scale_sq),
+                    Some(residual) => {
+                        let per_row = if value_rows_only { 1 } else { rows };
+                        let weighted =
+                            Mat::from_fn(kept, d_out, |r, c| residual[r / per_row] * grads[(r, c)]);
+                        scaled_gram(weighted.as_ref(), error_scale_sq)
                     }
                 }
-                let n_kept = weighted.len() / d_out;
-                scaled_gram(
-                    MatRef::from_row_major_slice(&weighted, n_kept, d_out),
-                    error_scale_sq,
-                )
             };
             KroneckerFactors { a, b }
         })
         .collect()
+}
+
+/// `scale · ÃᵀÃ` for `Ã = [X | 1_v]`, `1_v` the indicator of the value rows
+/// (every `rows_per_point`-th row, from the first), by blocks and without
+/// forming `Ã`: `[[XᵀX, Xᵀ1_v], [1_vᵀX, N]]`, `X` row-major `· × d_in`.
+fn augmented_gram(x: &[f64], d_in: usize, rows_per_point: usize, scale: f64) -> Mat<f64> {
+    let n_rows = x.len() / d_in;
+    let inner = scaled_gram(MatRef::from_row_major_slice(x, n_rows, d_in), scale);
+    // Xᵀ1_v: the value rows added in order.
+    let mut bias = vec![0.0; d_in];
+    for value_row in x.chunks_exact(rows_per_point * d_in) {
+        for (b, v) in bias.iter_mut().zip(value_row) {
+            *b += v;
+        }
+    }
+    let n_points = n_rows / rows_per_point;
+    Mat::from_fn(d_in + 1, d_in + 1, |i, j| match (i == d_in, j == d_in) {
+        (false, false) => inner[(i, j)],
+        (true, false) => scale * bias[j],
+        (false, true) => scale * bias[i],
+        (true, true) => scale * n_points as f64,
+    })
 }
 
 /// `B ⊗ A` as a dense matrix in the KFAC basis (row-major `vec([W | b])`).
