@@ -228,6 +228,90 @@ fn error_scale_one_multiplies_every_b_by_n_and_is_neutral_at_n_1() {
     }
 }
 
+/// Every setting's factors against REFERENCE §5 summed out row by row: `A =
+/// (1/(N·S)) Σ ã ãᵀ` with `ã = [a; 1]` on value rows and `[a; 0]` on the
+/// others, `B = c² Σ w_n² g gᵀ` over the kept rows (value rows of the first
+/// layer's interior only with `input_dependent`), on a deep network so that
+/// every layer kind (first, hidden, output) appears.
+#[test]
+fn kronecker_factors_are_their_definition_for_every_setting() {
+    use kfac_check::kronecker::{GgnType, InteriorBRows};
+    let mlp = Mlp::new(3, &[5, 4]);
+    let theta = mlp.init_params(2);
+    let data = Data::generate(3, 6, 4, 3);
+    let pinn = Pinn::new(mlp, Equation::Poisson, data);
+    let lin = pinn.linearize(&theta);
+    let outer_sum = |rows: &mut dyn Iterator<Item = Vec<f64>>, dim: usize, scale: f64| {
+        let mut m = Mat::<f64>::zeros(dim, dim);
+        for v in rows {
+            for i in 0..dim {
+                for j in 0..dim {
+                    m[(i, j)] += scale * v[i] * v[j];
+                }
+            }
+        }
+        m
+    };
+    for ggn_type in [GgnType::Type2, GgnType::Empirical, GgnType::ForwardOnly] {
+        for interior_b_rows in [InteriorBRows::InputDependent, InteriorBRows::All] {
+            for error_scale in [ErrorScale::InvSqrtN, ErrorScale::One] {
+                let settings = KfacSettings {
+                    ggn_type,
+                    interior_b_rows,
+                    error_scale,
+                };
+                for (term, residual) in [
+                    (&lin.interior, &lin.residual_interior),
+                    (&lin.boundary, &lin.residual_boundary),
+                ] {
+                    let (n, s) = (term.n_points, term.rows_per_point);
+                    let factors = kronecker_factors(term, residual, &settings);
+                    for (l, (shape, f)) in term.layers.iter().zip(&factors).enumerate() {
+                        let (d_in, d_out) = (shape.d_in, shape.d_out);
+                        let a = outer_sum(
+                            &mut term.inputs[l].chunks_exact(d_in).enumerate().map(|(r, x)| {
+                                let mut v = x.to_vec();
+                                v.push(if r % s == 0 { 1.0 } else { 0.0 });
+                                v
+                            }),
+                            d_in + 1,
+                            1.0 / (n * s) as f64,
+                        );
+                        let c2 = match error_scale {
+                            ErrorScale::InvSqrtN => 1.0 / n as f64,
+                            ErrorScale::One => 1.0,
+                        };
+                        let value_rows_only =
+                            s > 1 && l == 0 && interior_b_rows == InteriorBRows::InputDependent;
+                        let b = if ggn_type == GgnType::ForwardOnly {
+                            Mat::identity(d_out, d_out)
+                        } else {
+                            outer_sum(
+                                &mut term.output_grads[l]
+                                    .chunks_exact(d_out)
+                                    .enumerate()
+                                    .filter(|(r, _)| !value_rows_only || r % s == 0)
+                                    .map(|(r, g)| {
+                                        let w = match ggn_type {
+                                            GgnType::Empirical => residual[r / s],
+                                            _ => 1.0,
+                                        };
+                                        g.iter().map(|g| w * g).collect()
+                                    }),
+                                d_out,
+                                c2,
+                            )
+                        };
+                        let what = format!("{settings:?}, {n} points, layer {l}");
+                        assert!(frobenius_rel(&f.a, &a) < 1e-14, "A: {what}");
+                        assert!(frobenius_rel(&f.b, &b) < 1e-14, "B: {what}");
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The bias part of a gradient against central finite differences of the loss.
 fn bias_gradient_error(pinn: &Pinn, theta: &[f64], grad: &[f64]) -> f64 {
     let h = 1e-6;
