@@ -355,7 +355,13 @@ fn bias_entries_are_gradients_not_values() {
 /// not be the loss the line search chose. Both models, more points than a block.
 #[test]
 fn traced_and_untraced_passes_agree_bit_for_bit() {
-    for (dim, hidden) in [(2, vec![64]), (5, vec![64, 48, 32, 16])] {
+    // Widths 13 and 5 leave a part-chunk of neurons (kernels go eight at a time).
+    for (dim, hidden) in [
+        (2, vec![64]),
+        (3, vec![13]),
+        (1, vec![5]),
+        (5, vec![64, 48, 32, 16]),
+    ] {
         let mlp = Mlp::new(dim, &hidden);
         let theta = mlp.init_params(3);
         let data = Data::generate(1, 70, 45, dim);
