@@ -139,9 +139,10 @@ pub fn kronecker_factors(
                 } else {
                     (n * rows, d_out)
                 };
-                let grads = &lin.output_grads[l];
+                // The last kept row ends where the slice must.
+                let used = kept.checked_sub(1).map_or(0, |last| last * stride + d_out);
                 let grads = MatRef::from_row_major_slice_with_stride(
-                    &grads[..grads.len() - (stride - d_out)],
+                    &lin.output_grads[l][..used],
                     kept,
                     d_out,
                     stride,
