@@ -284,12 +284,14 @@ fn output_layer(layer: &LayerShape, theta: &[f64], input: &[f64], rows: usize, o
     }
 }
 
-/// A buffer of `len` entries, reused when one is spare. Its old contents
-/// stay: every layer function overwrites all of its output.
+/// A buffer of `len` entries: a spare one of that length, else one from the
+/// pool (`buffers::take`, which says why the length must match). Its old
+/// contents stay: every layer function overwrites all of its output.
 fn buffer(spare: &mut Vec<Vec<f64>>, len: usize) -> Vec<f64> {
-    let mut v = spare.pop().unwrap_or_else(|| crate::buffers::take(len));
-    v.resize(len, 0.0);
-    v
+    match spare.iter().position(|b| b.len() == len) {
+        Some(i) => spare.swap_remove(i),
+        None => crate::buffers::take(len),
+    }
 }
 
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
@@ -364,6 +366,9 @@ fn forward_points(
 /// Points per block of an untraced pass: its activations stay in cache.
 const BLOCK_POINTS: usize = 32;
 
+/// Spare buffers a thread keeps between untraced passes.
+const SPARE_KEPT: usize = 16;
+
 thread_local! {
     /// Activation buffers of untraced passes, kept between calls so that the
     /// line search allocates (and zeroes) nothing per loss evaluation.
@@ -421,6 +426,12 @@ pub fn forward_until(
             if stop(&out) {
                 break;
             }
+        }
+        // One spare per length a thread's passes ask for (whole and last
+        // blocks, interior and boundary, …); lengths no longer asked for
+        // go back to the pool.
+        while spare.len() > SPARE_KEPT {
+            crate::buffers::give(spare.remove(0));
         }
     });
     out
