@@ -27,8 +27,10 @@ pub fn rows_per_point(dim: usize, with_laplacian: bool) -> usize {
     if with_laplacian { dim + 2 } else { 1 }
 }
 
-/// Every linear layer's input rows, and every hidden layer's pre-activation
-/// rows, kept for the backward pass and the Kronecker factors.
+/// Every linear layer's input rows (for the backward pass, the Jacobian and
+/// the Kronecker factors), and every hidden layer's pre-activation rows (for
+/// the backward pass): per point, except the first layer's, which are one
+/// block for all points (`FirstLayer::pre_activation_block`).
 #[derive(Clone, Debug, Default)]
 pub struct Trace {
     pub layer_inputs: Vec<Vec<f64>>,
@@ -109,24 +111,19 @@ impl FirstLayer {
         }
     }
 
-    /// The pre-activation rows of inputs `x, e_1, …, e_d, 0`: `z = Σ_i x_i W[:, i] + b`,
-    /// `∂_i z = W[:, i]`, `Δz = 0` (kept in a trace for the backward pass).
-    #[inline(always)]
-    fn pre_activation_rows(&self, coords: &[f64], dim: usize, rows: usize) -> Vec<f64> {
+    /// The first layer's pre-activation rows for the backward pass, one
+    /// block for every point: past the value row they are the same at every
+    /// point (`∂_i z = W[:, i]`, `Δz = 0`), and the backward pass reads only
+    /// those (it takes `tanh z` from the activations). The value row is NaN,
+    /// so that a reader of it would show.
+    fn pre_activation_block(&self, rows: usize) -> Vec<f64> {
         let width = self.bias.len();
-        let mut pre = crate::buffers::take(coords.len() / dim * rows * width);
-        for (x, block) in coords
-            .chunks_exact(dim)
-            .zip(pre.chunks_exact_mut(rows * width))
-        {
-            self.value_row(x, &mut block[..width]);
-            if rows > 1 {
-                let (derivatives, laplacian) = block[width..].split_at_mut(dim * width);
-                derivatives.copy_from_slice(&self.weights_t);
-                laplacian.fill(0.0);
-            }
+        let mut block = vec![0.0; rows * width];
+        block[..width].fill(f64::NAN);
+        if rows > 1 {
+            block[width..width + self.weights_t.len()].copy_from_slice(&self.weights_t);
         }
-        pre
+        block
     }
 
     /// `z = Σ_i x_i W[:, i] + b`.
@@ -329,8 +326,7 @@ fn forward_points(
     let derivatives_needed = |l: usize| traced || l + 1 < hidden;
     if let Some(t) = trace.as_deref_mut() {
         t.layer_inputs.push(input_rows(coords, dim, rows));
-        t.pre_activations
-            .push(first.pre_activation_rows(coords, dim, rows));
+        t.pre_activations.push(first.pre_activation_block(rows));
     }
     let mut activation = buffer(spare, n_points * rows * layers[0].d_out);
     if traced {

@@ -31,6 +31,18 @@ pub struct Linearization {
     pub output_grads: Vec<Vec<f64>>,
 }
 
+/// Per-point blocks of rows, point `p`'s at `p · stride`; stride 0 when every
+/// point has the same block.
+#[derive(Clone, Copy)]
+struct Strided<'a>(&'a [f64], usize);
+
+impl<'a> Strided<'a> {
+    #[inline(always)]
+    fn block(self, point: usize, len: usize) -> &'a [f64] {
+        &self.0[point * self.1..][..len]
+    }
+}
+
 /// Backward through tanh's Taylor rows. With `t = tanh z`, `σ' = 1 − t²`,
 /// `σ'' = −2tσ'`, `σ''' = −2σ'² + 4t²σ'` and upstream gradients
 /// `ḡ_v, ḡ_i, ḡ_Δ` of `t, σ'∂_i z, σ''Σ(∂_i z)² + σ'Δz`:
@@ -38,19 +50,20 @@ pub struct Linearization {
 /// `∂/∂z = σ'ḡ_v + σ''Σ_i ∂_i z ḡ_i + (σ'''Σ(∂_i z)² + σ''Δz) ḡ_Δ`.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 fn tanh_backward(
-    pre: &[f64],
+    pre: Strided,
     activation: &[f64],
-    upstream: &[f64],
+    upstream: Strided,
     width: usize,
     rows: usize,
     out: &mut [f64],
 ) {
-    for (((z, h), g), y) in pre
-        .chunks_exact(rows * width)
-        .zip(activation.chunks_exact(rows * width))
-        .zip(upstream.chunks_exact(rows * width))
-        .zip(out.chunks_exact_mut(rows * width))
+    let block = rows * width;
+    for (p, (h, y)) in activation
+        .chunks_exact(block)
+        .zip(out.chunks_exact_mut(block))
+        .enumerate()
     {
+        let (z, g) = (pre.block(p, block), upstream.block(p, block));
         // `t = tanh z` is the activation's value row, kept by the forward pass.
         let t = &h[..width];
         if rows == 1 {
@@ -132,6 +145,15 @@ fn value_and_laplacian_backward(
     }
 }
 
+/// `ḡ_in = ḡ_out W` through the scalar output layer for one point, whose
+/// `ḡ_out` is the unit seed on its last row: zero rows, then `W`.
+fn output_layer_upstream(layer: &LayerShape, theta: &[f64], rows: usize) -> Vec<f64> {
+    assert_eq!(layer.d_out, 1, "the network's output is a scalar");
+    let mut block = vec![0.0; rows * layer.d_in];
+    block[(rows - 1) * layer.d_in..].copy_from_slice(&theta[layer.weight_range()]);
+    block
+}
+
 /// Gradient with respect to a linear layer's input rows: `ḡ_in = ḡ_out W`.
 fn linear_backward(layer: &LayerShape, theta: &[f64], upstream: &[f64]) -> Vec<f64> {
     let (d_in, d_out) = (layer.d_in, layer.d_out);
@@ -165,16 +187,35 @@ impl Linearization {
         }
         let mut output_grads = vec![Vec::new(); layers.len()];
         output_grads[layers.len() - 1] = seed;
+        let output_layer = layers.len() - 1;
         for l in (1..layers.len()).rev() {
-            let upstream = linear_backward(&layers[l], theta, &output_grads[l]);
-            let (pre, activation) = (&trace.pre_activations[l - 1], &trace.layer_inputs[l]);
             let per_point = rows * layers[l - 1].d_out;
-            let mut grads = crate::buffers::take(pre.len());
+            // ḡ at layer l's input rows. Through the output layer the seed is
+            // the same unit row at every point, so ḡ = e_out ⊗ W_out is one
+            // block shared by all points (stride 0): not an `N·S × width`
+            // array to write and read back.
+            let (upstream, upstream_stride) = if l == output_layer {
+                (output_layer_upstream(&layers[l], theta, rows), 0)
+            } else {
+                (
+                    linear_backward(&layers[l], theta, &output_grads[l]),
+                    per_point,
+                )
+            };
+            // The first layer's pre-activations are one block (`Trace`).
+            let pre_stride = if l == 1 { 0 } else { per_point };
+            let (pre, activation) = (&trace.pre_activations[l - 1], &trace.layer_inputs[l]);
+            let mut grads = crate::buffers::take(activation.len());
             for_each_half(&mut grads, per_point, |points, out| {
                 let r = points.start * per_point..points.end * per_point;
-                let (pre, activation, upstream) =
-                    (&pre[r.clone()], &activation[r.clone()], &upstream[r]);
-                tanh_backward(pre, activation, upstream, layers[l - 1].d_out, rows, out);
+                tanh_backward(
+                    Strided(&pre[points.start * pre_stride..], pre_stride),
+                    &activation[r],
+                    Strided(&upstream[points.start * upstream_stride..], upstream_stride),
+                    layers[l - 1].d_out,
+                    rows,
+                    out,
+                );
             });
             output_grads[l - 1] = grads;
             crate::buffers::give(upstream);
