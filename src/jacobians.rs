@@ -263,19 +263,41 @@ impl Linearization {
             x
         };
         let a = &self.inputs[l];
-        let (gw, aw): (Cow<[f64]>, Cow<[f64]>) = if d_out <= d_in {
-            (weighted(g, d_out).into(), a.into())
+        let weight_part = MatMut::from_row_major_slice_mut(weight_part, d_out, d_in);
+        if l == self.layers.len() - 1 {
+            // Through the output layer only each point's output row has a
+            // gradient, the unit seed (`new`): `∇W = wᵀ Ã_out` over those N
+            // rows, read in place with a stride, not over all N·S.
+            let output_rows = MatRef::from_row_major_slice_with_stride(
+                a.get((rows - 1) * d_in..).unwrap_or_default(),
+                self.n_points,
+                d_in,
+                rows * d_in,
+            );
+            let w = MatRef::from_column_major_slice(weights, weights.len(), 1);
+            matmul(
+                weight_part,
+                Accum::Replace,
+                w.transpose(),
+                output_rows,
+                1.0,
+                Par::Seq,
+            );
         } else {
-            (g.into(), weighted(a, d_in).into())
-        };
-        matmul(
-            MatMut::from_row_major_slice_mut(weight_part, d_out, d_in),
-            Accum::Replace,
-            MatRef::from_row_major_slice(&gw, gw.len() / d_out, d_out).transpose(),
-            MatRef::from_row_major_slice(&aw, aw.len() / d_in, d_in),
-            1.0,
-            Par::Seq,
-        );
+            let (gw, aw): (Cow<[f64]>, Cow<[f64]>) = if d_out <= d_in {
+                (weighted(g, d_out).into(), a.into())
+            } else {
+                (g.into(), weighted(a, d_in).into())
+            };
+            matmul(
+                weight_part,
+                Accum::Replace,
+                MatRef::from_row_major_slice(&gw, gw.len() / d_out, d_out).transpose(),
+                MatRef::from_row_major_slice(&aw, aw.len() / d_in, d_in),
+                1.0,
+                Par::Seq,
+            );
+        }
         for (w, value_row) in weights.iter().zip(g.chunks_exact(rows * d_out)) {
             for (b, &g) in bias.iter_mut().zip(&value_row[..d_out]) {
                 *b += w * g;
