@@ -69,7 +69,6 @@ impl Engd {
         // The two terms' Jacobians are formed side by side; their Gramians
         // one after the other, each on two cores (see `layer_blocks`).
         let (ji, jb) = rayon::join(|| lin.jacobian_interior(), || lin.jacobian_boundary());
-        let (ji, jb) = (ji.as_ref(), jb.as_ref());
         match self.config.approximation {
             Approximation::Full => vec![gramian(ji) + gramian(jb)],
             Approximation::PerLayer => layer_blocks(ji, &self.layers)

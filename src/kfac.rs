@@ -132,7 +132,7 @@ impl Kfac {
                 } else {
                     lin.jacobian_boundary()
                 };
-                let blocks = layer_blocks(jacobian.as_ref(), &self.layers);
+                let blocks = layer_blocks(jacobian, &self.layers);
                 for ((shape, block), c) in self.layers.iter().zip(&blocks).zip(&mut self.curvature)
                 {
                     if let TermCurvature::Exact(g) = term_of(c, t) {

@@ -238,11 +238,11 @@ pub fn both_terms(
 ) -> [TermCurvatures; 2] {
     [
         TermCurvatures {
-            exact: crate::gramian::layer_blocks(lin.jacobian_interior().as_ref(), layers),
+            exact: crate::gramian::layer_blocks(lin.jacobian_interior(), layers),
             factors: kronecker_factors(&lin.interior, &lin.residual_interior, settings),
         },
         TermCurvatures {
-            exact: crate::gramian::layer_blocks(lin.jacobian_boundary().as_ref(), layers),
+            exact: crate::gramian::layer_blocks(lin.jacobian_boundary(), layers),
             factors: kronecker_factors(&lin.boundary, &lin.residual_boundary, settings),
         },
     ]

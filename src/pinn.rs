@@ -2,10 +2,10 @@
 //! the two losses and the L2 error of a network on fixed point sets.
 
 use crate::forward_laplacian::{Output, Trace, forward, forward_until};
-use crate::jacobians::Linearization;
+use crate::jacobians::{Jacobian, Linearization};
 use crate::mlp::Mlp;
 use crate::problem::{Data, Equation, Points};
-use faer::Mat;
+use faer::MatRef;
 use std::sync::OnceLock;
 
 /// A network architecture, an equation and its point sets, with the targets
@@ -177,18 +177,22 @@ pub struct LinearizedPinn {
     pub residual_boundary: Vec<f64>,
     pub losses: Losses,
     pub gradient: Vec<f64>,
-    jacobians: [OnceLock<Mat<f64>>; 2],
+    jacobians: [OnceLock<Jacobian>; 2],
 }
 
 impl LinearizedPinn {
     /// `J_Ω` (`N_Ω × P`), rows `g_n^Ω = ∇_θ Δu_θ(x_n)`.
-    pub fn jacobian_interior(&self) -> &Mat<f64> {
-        self.jacobians[0].get_or_init(|| self.interior.jacobian())
+    pub fn jacobian_interior(&self) -> MatRef<'_, f64> {
+        self.jacobians[0]
+            .get_or_init(|| self.interior.jacobian())
+            .as_ref()
     }
 
     /// `J_∂` (`N_∂ × P`), rows `g_n^∂ = ∇_θ u_θ(x_n)`.
-    pub fn jacobian_boundary(&self) -> &Mat<f64> {
-        self.jacobians[1].get_or_init(|| self.boundary.jacobian())
+    pub fn jacobian_boundary(&self) -> MatRef<'_, f64> {
+        self.jacobians[1]
+            .get_or_init(|| self.boundary.jacobian())
+            .as_ref()
     }
 }
 

@@ -173,7 +173,7 @@ fn single_point_b_kron_a_is_the_gramian_block() {
         &KfacSettings::default(),
     );
     let layers = pinn.mlp.layers();
-    for (l, block) in layer_blocks(lin.jacobian_boundary().as_ref(), &layers)
+    for (l, block) in layer_blocks(lin.jacobian_boundary(), &layers)
         .iter()
         .enumerate()
     {

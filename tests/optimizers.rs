@@ -76,7 +76,7 @@ fn damping_is_per_factor_for_kronecker_and_once_for_explicit_matrices() {
         &KfacSettings::default(),
     );
     let layers = pinn.mlp.layers();
-    let exact_interior = layer_blocks(lin.jacobian_interior().as_ref(), &layers);
+    let exact_interior = layer_blocks(lin.jacobian_interior(), &layers);
     for exact in [false, true] {
         let delta = Kfac::new(config(exact), &pinn.mlp)
             .direction(0, &lin)
@@ -244,7 +244,7 @@ fn engd_full_solves_the_damped_gramian_system() {
     let delta = engd(Approximation::Full, 0.0, false)
         .direction(0, &lin)
         .unwrap();
-    let g = gramian(lin.jacobian_interior().as_ref()) + gramian(lin.jacobian_boundary().as_ref());
+    let g = gramian(lin.jacobian_interior()) + gramian(lin.jacobian_boundary());
     let residual: Vec<f64> = (0..delta.len())
         .map(|i| {
             (0..delta.len()).map(|j| g[(i, j)] * delta[j]).sum::<f64>()
@@ -267,7 +267,7 @@ fn engd_diagonal_divides_by_the_damped_gramian_diagonal() {
         .direction(0, &lin)
         .unwrap();
     for p in 0..delta.len() {
-        let column_mean = |j: &faer::Mat<f64>| {
+        let column_mean = |j: faer::MatRef<f64>| {
             (0..j.nrows()).map(|n| j[(n, p)] * j[(n, p)]).sum::<f64>() / j.nrows() as f64
         };
         let expected = -lin.gradient[p]
@@ -291,8 +291,8 @@ fn engd_moving_average_starts_from_the_identity() {
         .direction(0, &lin)
         .unwrap();
     let layers = pinn.mlp.layers();
-    let gi = layer_blocks(lin.jacobian_interior().as_ref(), &layers);
-    let gb = layer_blocks(lin.jacobian_boundary().as_ref(), &layers);
+    let gi = layer_blocks(lin.jacobian_interior(), &layers);
+    let gb = layer_blocks(lin.jacobian_boundary(), &layers);
     for (l, shape) in layers.iter().enumerate() {
         let n = shape.n_params();
         let m = Mat::from_fn(n, n, |i, j| {
