@@ -9,8 +9,8 @@
 
 use crate::gramian::layer_blocks;
 use crate::kronecker::{
-    KfacSettings, gramian_to_kfac_basis, kron, kronecker_factors, vector_to_gramian_basis,
-    vector_to_kfac_basis,
+    KfacSettings, KroneckerFactors, gramian_to_kfac_basis, kron, kronecker_factors,
+    vector_to_gramian_basis, vector_to_kfac_basis,
 };
 use crate::kronecker_inverse::KroneckerSumInverse;
 use crate::least_squares::PseudoInverse;
@@ -56,6 +56,12 @@ impl TermCurvature {
             Self::Exact(g) => g.value.clone(),
         }
     }
+}
+
+/// One term's curvature at this step, per layer, before averaging.
+enum FreshTerm {
+    Exact(Vec<Mat<f64>>),
+    Kronecker(Vec<KroneckerFactors>),
 }
 
 /// Term `t` (0 interior, 1 boundary) of a layer's curvature.
@@ -114,14 +120,11 @@ impl Kfac {
     }
 
     /// Fold this step's factors (or exact blocks) into the moving averages;
-    /// each term computes only what it uses.
+    /// each term computes only what it uses. The two terms are computed side
+    /// by side (the boundary's small products fill the gaps the interior's
+    /// uneven layers leave on two cores), then folded in, interior first.
     fn update_curvature(&mut self, lin: &LinearizedPinn) {
-        let s = &self.config.settings;
-        let terms = [
-            (&lin.interior, &lin.residual_interior),
-            (&lin.boundary, &lin.residual_boundary),
-        ];
-        for (t, (linearization, residual)) in terms.into_iter().enumerate() {
+        let fresh = |t: usize| {
             let exact = [
                 self.config.use_exact_interior_gramian,
                 self.config.use_exact_boundary_gramian,
@@ -132,19 +135,38 @@ impl Kfac {
                 } else {
                     lin.jacobian_boundary()
                 };
-                let blocks = layer_blocks(jacobian, &self.layers);
-                for ((shape, block), c) in self.layers.iter().zip(&blocks).zip(&mut self.curvature)
-                {
-                    if let TermCurvature::Exact(g) = term_of(c, t) {
-                        g.update(&gramian_to_kfac_basis(shape, block.as_ref()));
+                FreshTerm::Exact(layer_blocks(jacobian, &self.layers))
+            } else {
+                let (linearization, residual) = if t == 0 {
+                    (&lin.interior, &lin.residual_interior)
+                } else {
+                    (&lin.boundary, &lin.residual_boundary)
+                };
+                FreshTerm::Kronecker(kronecker_factors(
+                    linearization,
+                    residual,
+                    &self.config.settings,
+                ))
+            }
+        };
+        let (interior, boundary) = rayon::join(|| fresh(0), || fresh(1));
+        for (t, term) in [interior, boundary].into_iter().enumerate() {
+            match term {
+                FreshTerm::Exact(blocks) => {
+                    for ((shape, block), c) in
+                        self.layers.iter().zip(&blocks).zip(&mut self.curvature)
+                    {
+                        if let TermCurvature::Exact(g) = term_of(c, t) {
+                            g.update(&gramian_to_kfac_basis(shape, block.as_ref()));
+                        }
                     }
                 }
-            } else {
-                let factors = kronecker_factors(linearization, residual, s);
-                for (f, c) in factors.iter().zip(&mut self.curvature) {
-                    if let TermCurvature::Kronecker { a, b } = term_of(c, t) {
-                        a.update(&f.a);
-                        b.update(&f.b);
+                FreshTerm::Kronecker(factors) => {
+                    for (f, c) in factors.iter().zip(&mut self.curvature) {
+                        if let TermCurvature::Kronecker { a, b } = term_of(c, t) {
+                            a.update(&f.a);
+                            b.update(&f.b);
+                        }
                     }
                 }
             }
