@@ -218,11 +218,16 @@ impl Linearization {
                 );
             });
             output_grads[l - 1] = grads;
-            crate::buffers::give(upstream);
+            // Only arrays from the pool go back to it: a small shared block
+            // would sit there unasked for and push out a buffer in use.
+            if upstream_stride != 0 {
+                crate::buffers::give(upstream);
+            }
         }
         trace
             .pre_activations
             .into_iter()
+            .skip(1)
             .for_each(crate::buffers::give);
         Self {
             rows_per_point: rows,
