@@ -15,9 +15,13 @@ use kfac_check::problem::{Data, Equation, Points};
 
 /// A small problem: the documented network and data, fewer points.
 fn small_pinn(n_interior: usize, n_boundary: usize) -> (Pinn, Vec<f64>) {
-    let mlp = Mlp::new(2, &[8]);
+    pinn_of(2, &[8], n_interior, n_boundary)
+}
+
+fn pinn_of(dim: usize, hidden: &[usize], n_interior: usize, n_boundary: usize) -> (Pinn, Vec<f64>) {
+    let mlp = Mlp::new(dim, hidden);
     let theta = mlp.init_params(1);
-    let data = Data::generate(0, n_interior, n_boundary, 2);
+    let data = Data::generate(0, n_interior, n_boundary, dim);
     (Pinn::new(mlp, Equation::Poisson, data), theta)
 }
 
@@ -118,28 +122,35 @@ fn finite_difference_jacobian(
     jac
 }
 
+/// One hidden layer (the documented shape) and two, so that the backward
+/// pass's per-point rows (a hidden layer after the first) are checked as well
+/// as its shared blocks (the output layer's upstream, the first layer's
+/// pre-activations).
 #[test]
 fn gramians_equal_jtj_over_n_with_finite_difference_jacobians() {
-    let (pinn, theta) = small_pinn(25, 7);
-    let lin = pinn.linearize(&theta);
-    for (points, laplacian, ours) in [
-        (&pinn.data.interior, true, lin.jacobian_interior()),
-        (&pinn.data.boundary, false, lin.jacobian_boundary()),
-    ] {
-        let fd = finite_difference_jacobian(&pinn, &theta, points, laplacian);
-        let (g_ours, g_fd) = (gramian(ours.as_ref()), gramian(fd.as_ref()));
-        let err = frobenius_rel(&g_ours, &g_fd);
-        assert!(
-            err < 1e-7,
-            "Gramian (laplacian={laplacian}) vs finite differences: {err:e}"
-        );
-        let layers = pinn.mlp.layers();
-        for (l, (a, b)) in layer_blocks(ours.as_ref(), &layers)
-            .iter()
-            .zip(layer_blocks(fd.as_ref(), &layers))
-            .enumerate()
-        {
-            assert!(frobenius_rel(a, &b) < 1e-7, "layer {l} block");
+    for (dim, hidden) in [(2, vec![8]), (3, vec![5, 4])] {
+        let (pinn, theta) = pinn_of(dim, &hidden, 25, 7);
+        let lin = pinn.linearize(&theta);
+        for (points, laplacian, ours) in [
+            (&pinn.data.interior, true, lin.jacobian_interior()),
+            (&pinn.data.boundary, false, lin.jacobian_boundary()),
+        ] {
+            let fd = finite_difference_jacobian(&pinn, &theta, points, laplacian);
+            let (g_ours, g_fd) = (gramian(ours), gramian(fd.as_ref()));
+            let err = frobenius_rel(&g_ours, &g_fd);
+            assert!(
+                err < 1e-7,
+                "{hidden:?}: Gramian (laplacian={laplacian}) vs finite differences: {err:e}"
+            );
+            let layers = pinn.mlp.layers();
+            for (l, (a, b)) in layer_blocks(ours, &layers)
+                .iter()
+                .zip(layer_blocks(fd.as_ref(), &layers))
+                .enumerate()
+            {
+                let err = frobenius_rel(a, &b);
+                assert!(err < 1e-7, "{hidden:?}: layer {l} block: {err:e}");
+            }
         }
     }
 }
