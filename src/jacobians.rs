@@ -31,6 +31,25 @@ pub struct Linearization {
     pub output_grads: Vec<Vec<f64>>,
 }
 
+/// Row `row` of every point of a row-major `N·S × width` array (the
+/// linearisation's layout, `S = rows_per_point`), as an `N × width` view
+/// through a stride, not a copy.
+pub fn every_point_row(
+    x: &[f64],
+    width: usize,
+    rows_per_point: usize,
+    row: usize,
+) -> MatRef<'_, f64> {
+    let stride = rows_per_point * width;
+    let n_points = x.len() / stride;
+    // From that row of the first point to the end of that row of the last.
+    let used = n_points
+        .checked_sub(1)
+        .map_or(0, |last| last * stride + width);
+    let rows = x.get(row * width..).unwrap_or_default();
+    MatRef::from_row_major_slice_with_stride(&rows[..used], n_points, width, stride)
+}
+
 /// Per-point blocks of rows, point `p`'s at `p · stride`; stride 0 when every
 /// point has the same block.
 #[derive(Clone, Copy)]
@@ -273,12 +292,7 @@ impl Linearization {
             // Through the output layer only each point's output row has a
             // gradient, the unit seed (`new`): `∇W = wᵀ Ã_out` over those N
             // rows, read in place with a stride, not over all N·S.
-            let output_rows = MatRef::from_row_major_slice_with_stride(
-                a.get((rows - 1) * d_in..).unwrap_or_default(),
-                self.n_points,
-                d_in,
-                rows * d_in,
-            );
+            let output_rows = every_point_row(a, d_in, rows, rows - 1);
             let w = MatRef::from_column_major_slice(weights, weights.len(), 1);
             matmul(
                 weight_part,

@@ -7,7 +7,7 @@
 //! `B ⊗ A ≈ G_layer` in the KFAC basis.
 
 use crate::gramian::scaled_gram;
-use crate::jacobians::Linearization;
+use crate::jacobians::{Linearization, every_point_row};
 use crate::mlp::{LayerShape, Mlp};
 use faer::{Mat, MatRef};
 use rayon::prelude::*;
@@ -132,21 +132,15 @@ pub fn kronecker_factors(
             } else {
                 let value_rows_only =
                     rows > 1 && l == 0 && settings.interior_b_rows == InteriorBRows::InputDependent;
-                // The kept rows of `G` (`N·S × d_out`): every row, or every
-                // `S`-th (a stride, not a copy).
-                let (kept, stride) = if value_rows_only {
-                    (n, rows * d_out)
+                // The kept rows of `G` (`N·S × d_out`): every row, or each
+                // point's value row (a stride, not a copy).
+                let g = &lin.output_grads[l];
+                let grads = if value_rows_only {
+                    every_point_row(g, d_out, rows, 0)
                 } else {
-                    (n * rows, d_out)
+                    MatRef::from_row_major_slice(g, n * rows, d_out)
                 };
-                // The last kept row ends where the slice must.
-                let used = kept.checked_sub(1).map_or(0, |last| last * stride + d_out);
-                let grads = MatRef::from_row_major_slice_with_stride(
-                    &lin.output_grads[l][..used],
-                    kept,
-                    d_out,
-                    stride,
-                );
+                let kept = grads.nrows();
                 match &weight {
                     None => scaled_gram(grads, error_scale_sq),
                     Some(residual) => {
