@@ -12,7 +12,7 @@ use crate::mlp::{LayerShape, Mlp};
 use crate::problem::Points;
 use faer::linalg::matmul::matmul;
 use faer::reborrow::ReborrowMut;
-use faer::{Accum, MatMut, MatRef, Par};
+use faer::{Accum, Mat, MatMut, MatRef, Par};
 use multiversion::multiversion;
 use rayon::prelude::*;
 use std::borrow::Cow;
@@ -287,7 +287,7 @@ impl Linearization {
             x
         };
         let a = &self.inputs[l];
-        let weight_part = MatMut::from_row_major_slice_mut(weight_part, d_out, d_in);
+        let mut weight_part = MatMut::from_row_major_slice_mut(weight_part, d_out, d_in);
         if l == self.layers.len() - 1 {
             // Through the output layer only each point's output row has a
             // gradient, the unit seed (`new`): `∇W = wᵀ Ã_out` over those N
@@ -308,14 +308,20 @@ impl Linearization {
             } else {
                 (g.into(), weighted(a, d_in).into())
             };
+            // Into a column-major `d_out × d_in` first: faer runs its kernel
+            // along the destination's contiguous dimension, which in the
+            // row-major `∇W` is `d_in` (2 on the documented network), and
+            // the product took 2.3× as long (82 against 35 µs, same bits).
+            let mut product = Mat::<f64>::zeros(d_out, d_in);
             matmul(
-                weight_part,
+                product.as_mut(),
                 Accum::Replace,
                 MatRef::from_row_major_slice(&gw, gw.len() / d_out, d_out).transpose(),
                 MatRef::from_row_major_slice(&aw, aw.len() / d_in, d_in),
                 1.0,
                 Par::Seq,
             );
+            weight_part.copy_from(&product);
         }
         for (w, value_row) in weights.iter().zip(g.chunks_exact(rows * d_out)) {
             for (b, &g) in bias.iter_mut().zip(&value_row[..d_out]) {
