@@ -3,7 +3,7 @@
 //! gelsd cutoff (per block for `per_layer`, elementwise for `diagonal`, with
 //! `δ_p = 0` where `C_pp + λ = 0`).
 
-use crate::gramian::{Approximation, diagonal, gramian, layer_blocks};
+use crate::gramian::{Approximation, diagonal, layer_blocks_of_all, scaled_grams};
 use crate::least_squares::solve_damped_psd;
 use crate::line_search::StepSize;
 use crate::mlp::{LayerShape, Mlp};
@@ -66,16 +66,28 @@ impl Engd {
 
     /// This step's `G_Ω + G_∂`, block by block.
     pub fn fresh_curvature(&self, lin: &LinearizedPinn) -> Vec<Mat<f64>> {
-        // The two terms' Jacobians are formed side by side; their Gramians
-        // one after the other, each on two cores (see `layer_blocks`).
+        // The two terms' Jacobians are formed side by side, then all their
+        // Gramian products together (`scaled_grams`).
         let (ji, jb) = rayon::join(|| lin.jacobian_interior(), || lin.jacobian_boundary());
         match self.config.approximation {
-            Approximation::Full => vec![gramian(ji) + gramian(jb)],
-            Approximation::PerLayer => layer_blocks(ji, &self.layers)
-                .into_iter()
-                .zip(layer_blocks(jb, &self.layers))
-                .map(|(a, b)| a + b)
-                .collect(),
+            Approximation::Full => {
+                let [gi, gb]: [Mat<f64>; 2] =
+                    scaled_grams(&[(ji, 1.0 / ji.nrows() as f64), (jb, 1.0 / jb.nrows() as f64)])
+                        .try_into()
+                        .expect("two products");
+                vec![gi + gb]
+            }
+            Approximation::PerLayer => {
+                let [interior, boundary]: [Vec<Mat<f64>>; 2] =
+                    layer_blocks_of_all(&[ji, jb], &self.layers)
+                        .try_into()
+                        .expect("two Jacobians");
+                interior
+                    .into_iter()
+                    .zip(boundary)
+                    .map(|(a, b)| a + b)
+                    .collect()
+            }
             Approximation::Diagonal => {
                 let (di, db) = rayon::join(|| diagonal(ji), || diagonal(jb));
                 vec![Mat::from_fn(di.len(), 1, |p, _| di[p] + db[p])]

@@ -32,13 +32,32 @@ pub fn gramian(jacobian: MatRef<'_, f64>) -> Mat<f64> {
     scaled_gram(jacobian, 1.0 / jacobian.nrows() as f64)
 }
 
-/// `scale · XᵀX`, the Gramians here and the Kronecker factors. Only the lower
-/// triangle is computed (faer's triangular product), in two fixed halves of
-/// the rows that run in parallel; the split does not depend on the thread
-/// count, so neither do the bits. The upper triangle is the mirror image.
+/// `scale · XᵀX`, the Gramians here and the Kronecker factors.
 pub fn scaled_gram(x: MatRef<'_, f64>, scale: f64) -> Mat<f64> {
-    let (n, p) = (x.nrows(), x.ncols());
-    let half_product = |rows: MatRef<'_, f64>| {
+    scaled_grams(&[(x, scale)]).remove(0)
+}
+
+/// `scale_k · X_kᵀX_k` for every `(X_k, scale_k)`. Only the lower triangle
+/// is computed (faer's triangular product), in two fixed halves of the rows
+/// whose products are added; the split does not depend on the thread count,
+/// so neither do the bits. Every product's halves are formed together,
+/// largest first (`halves::largest_first`), which is the same arithmetic as
+/// one product after the other. The upper triangle is the mirror image.
+pub fn scaled_grams(products: &[(MatRef<'_, f64>, f64)]) -> Vec<Mat<f64>> {
+    let halves: Vec<(MatRef<'_, f64>, f64)> = products
+        .iter()
+        .flat_map(|&(x, scale)| {
+            let (top, bottom) = x.split_at_row(crate::halves::split(x.nrows(), 1));
+            [(top, scale), (bottom, scale)]
+        })
+        .collect();
+    let costs: Vec<usize> = halves
+        .iter()
+        .map(|(rows, _)| rows.nrows() * rows.ncols() * rows.ncols())
+        .collect();
+    let mut parts = crate::halves::largest_first(&costs, |k| {
+        let (rows, scale) = halves[k];
+        let p = rows.ncols();
         let mut g = Mat::<f64>::zeros(p, p);
         triangular::matmul(
             g.as_mut(),
@@ -52,34 +71,55 @@ pub fn scaled_gram(x: MatRef<'_, f64>, scale: f64) -> Mat<f64> {
             Par::Seq,
         );
         g
-    };
-    let (top, bottom) = x.split_at_row(crate::halves::split(n, 1));
-    let (mut g, g_bottom) = rayon::join(|| half_product(top), || half_product(bottom));
-    for j in 0..p {
-        let (sum, other) = (g.col_as_slice_mut(j), g_bottom.col_as_slice(j));
-        for (s, o) in sum[j..].iter_mut().zip(&other[j..]) {
-            *s += o;
-        }
-    }
-    // Column by column, so that the writes are contiguous and the strided
-    // accesses are reads (row by row, this function showed as 7% of ENGD's
-    // Jacobians and Gramians in a profile on a Xeon; column by column, 4%).
-    for i in 1..p {
-        for j in 0..i {
-            g[(j, i)] = g[(i, j)];
-        }
-    }
-    g
+    })
+    .into_iter();
+    products
+        .iter()
+        .map(|&(x, _)| {
+            let p = x.ncols();
+            let (mut g, g_bottom) = (parts.next().unwrap(), parts.next().unwrap());
+            for j in 0..p {
+                let (sum, other) = (g.col_as_slice_mut(j), g_bottom.col_as_slice(j));
+                for (s, o) in sum[j..].iter_mut().zip(&other[j..]) {
+                    *s += o;
+                }
+            }
+            // Column by column, so that the writes are contiguous and the strided
+            // accesses are reads (row by row, this function showed as 7% of ENGD's
+            // Jacobians and Gramians in a profile on a Xeon; column by column, 4%).
+            for i in 1..p {
+                for j in 0..i {
+                    g[(j, i)] = g[(i, j)];
+                }
+            }
+            g
+        })
+        .collect()
 }
 
-/// The diagonal blocks `(1/N) J_lᵀ J_l` of each linear layer, one after the
-/// other: each already runs on two cores (`scaled_gram`), and forming them
-/// side by side let the largest block's second half wait behind the small
-/// ones (0.74 against 0.63 ms for the documented ENGD step's four blocks).
+/// The diagonal blocks `(1/N) J_lᵀ J_l` of each linear layer.
 pub fn layer_blocks(jacobian: MatRef<'_, f64>, layers: &[LayerShape]) -> Vec<Mat<f64>> {
-    layers
+    layer_blocks_of_all(&[jacobian], layers).remove(0)
+}
+
+/// `layer_blocks` of each Jacobian (`blocks[k][l]` for `jacobians[k]`),
+/// all formed together (`scaled_grams`, largest first).
+pub fn layer_blocks_of_all(
+    jacobians: &[MatRef<'_, f64>],
+    layers: &[LayerShape],
+) -> Vec<Vec<Mat<f64>>> {
+    let products: Vec<(MatRef<'_, f64>, f64)> = jacobians
         .iter()
-        .map(|l| gramian(jacobian.subcols(l.offset, l.n_params())))
+        .flat_map(|j| {
+            layers
+                .iter()
+                .map(|l| (j.subcols(l.offset, l.n_params()), 1.0 / j.nrows() as f64))
+        })
+        .collect();
+    let mut blocks = scaled_grams(&products).into_iter();
+    jacobians
+        .iter()
+        .map(|_| blocks.by_ref().take(layers.len()).collect())
         .collect()
 }
 
@@ -89,4 +129,53 @@ pub fn diagonal(jacobian: MatRef<'_, f64>) -> Vec<f64> {
     (0..jacobian.ncols())
         .map(|p| jacobian.col(p).iter().map(|x| x * x).sum::<f64>() / n)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matrix(rows: usize, cols: usize, seed: usize) -> Mat<f64> {
+        Mat::from_fn(rows, cols, |i, j| {
+            ((i * 31 + j * 17 + seed) as f64 * 0.37).sin()
+        })
+    }
+
+    /// Several products formed together (their halves interleaved on the
+    /// workers, largest first) are each the product alone, bit for bit, and
+    /// `scale · XᵀX` summed entry by entry to rounding.
+    #[test]
+    fn products_formed_together_are_each_product_alone() {
+        let xs = [
+            matrix(37, 5, 1),
+            matrix(300, 12, 2),
+            matrix(1, 3, 3),
+            matrix(64, 12, 4),
+        ];
+        let scales = [0.5, 1.0 / 300.0, 2.0, 1.0];
+        let products: Vec<(MatRef<'_, f64>, f64)> = xs
+            .iter()
+            .zip(scales)
+            .map(|(x, s)| (x.as_ref(), s))
+            .collect();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let together = pool.install(|| scaled_grams(&products));
+        assert_eq!(together.len(), xs.len());
+        for ((x, scale), g) in products.iter().zip(&together) {
+            let alone = scaled_gram(*x, *scale);
+            let p = x.ncols();
+            assert_eq!((g.nrows(), g.ncols()), (p, p));
+            for i in 0..p {
+                for j in 0..p {
+                    assert_eq!(g[(i, j)].to_bits(), alone[(i, j)].to_bits());
+                    let naive: f64 = (0..x.nrows()).map(|n| x[(n, i)] * x[(n, j)]).sum();
+                    let tolerance = 1e-13 * (x.nrows() as f64) * scale;
+                    assert!((g[(i, j)] - scale * naive).abs() <= tolerance, "({i}, {j})");
+                }
+            }
+        }
+    }
 }

@@ -7,9 +7,10 @@
 //! `M = (interior term) + (boundary term) + λI` (damping once, on the sum)
 //! is pseudo-inverted with the gelsd rule, as ENGD does.
 
-use crate::gramian::layer_blocks;
+use crate::gramian::layer_blocks_of_all;
+use crate::jacobians::Linearization;
 use crate::kronecker::{
-    KfacSettings, KroneckerFactors, gramian_to_kfac_basis, kron, kronecker_factors,
+    KfacSettings, KroneckerFactors, gramian_to_kfac_basis, kron, kronecker_factors_of_terms,
     vector_to_gramian_basis, vector_to_kfac_basis,
 };
 use crate::kronecker_inverse::KroneckerSumInverse;
@@ -120,37 +121,45 @@ impl Kfac {
     }
 
     /// Fold this step's factors (or exact blocks) into the moving averages;
-    /// each term computes only what it uses. The two terms are computed side
-    /// by side (the boundary's small products fill the gaps the interior's
-    /// uneven layers leave on two cores), then folded in, interior first.
+    /// each term computes only what it uses. The exact terms' Gramian blocks
+    /// and the other terms' Kronecker factors are each formed together
+    /// (`scaled_grams`, largest first), side by side, then folded in,
+    /// interior first.
     fn update_curvature(&mut self, lin: &LinearizedPinn) {
-        let fresh = |t: usize| {
-            let exact = [
-                self.config.use_exact_interior_gramian,
-                self.config.use_exact_boundary_gramian,
-            ][t];
-            if exact {
-                let jacobian = if t == 0 {
-                    lin.jacobian_interior()
-                } else {
-                    lin.jacobian_boundary()
-                };
-                FreshTerm::Exact(layer_blocks(jacobian, &self.layers))
-            } else {
-                let (linearization, residual) = if t == 0 {
-                    (&lin.interior, &lin.residual_interior)
-                } else {
-                    (&lin.boundary, &lin.residual_boundary)
-                };
-                FreshTerm::Kronecker(kronecker_factors(
-                    linearization,
-                    residual,
-                    &self.config.settings,
-                ))
-            }
-        };
-        let (interior, boundary) = rayon::join(|| fresh(0), || fresh(1));
-        for (t, term) in [interior, boundary].into_iter().enumerate() {
+        let exact = [
+            self.config.use_exact_interior_gramian,
+            self.config.use_exact_boundary_gramian,
+        ];
+        let (exact_terms, kronecker_terms): (Vec<usize>, Vec<usize>) =
+            (0..2).partition(|&t| exact[t]);
+        let (blocks, factors) = rayon::join(
+            || {
+                let jacobians: Vec<MatRef<'_, f64>> = exact_terms
+                    .iter()
+                    .map(|&t| match t {
+                        0 => lin.jacobian_interior(),
+                        _ => lin.jacobian_boundary(),
+                    })
+                    .collect();
+                layer_blocks_of_all(&jacobians, &self.layers)
+            },
+            || {
+                let terms: Vec<(&Linearization, &[f64])> = kronecker_terms
+                    .iter()
+                    .map(|&t| match t {
+                        0 => (&lin.interior, lin.residual_interior.as_slice()),
+                        _ => (&lin.boundary, lin.residual_boundary.as_slice()),
+                    })
+                    .collect();
+                kronecker_factors_of_terms(&terms, &self.config.settings)
+            },
+        );
+        let (mut blocks, mut factors) = (blocks.into_iter(), factors.into_iter());
+        let fresh = exact.map(|is_exact| match is_exact {
+            true => FreshTerm::Exact(blocks.next().expect("an exact term's blocks")),
+            false => FreshTerm::Kronecker(factors.next().expect("a Kronecker term's factors")),
+        });
+        for (t, term) in fresh.into_iter().enumerate() {
             match term {
                 FreshTerm::Exact(blocks) => {
                     for ((shape, block), c) in

@@ -6,11 +6,10 @@
 //! in the interior): `A = (1/(N·S)) Σ ã ãᵀ`, `B = Σ g gᵀ`, and
 //! `B ⊗ A ≈ G_layer` in the KFAC basis.
 
-use crate::gramian::scaled_gram;
+use crate::gramian::scaled_grams;
 use crate::jacobians::{Linearization, every_point_row};
 use crate::mlp::{LayerShape, Mlp};
 use faer::{Mat, MatRef};
-use rayon::prelude::*;
 
 /// The backpropagated error `e_n` (`--KFAC_ggn_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -111,57 +110,138 @@ pub fn kronecker_factors(
     residual: &[f64],
     settings: &KfacSettings,
 ) -> Vec<KroneckerFactors> {
-    let n = lin.n_points;
-    let rows = lin.rows_per_point;
-    // e_n = w_n · c with w_n = r_n (empirical) or 1 (type-2), and c = 1/√N
-    // or 1: B = c² Σ w_n² g gᵀ, so the two error scales differ by exactly
-    // the factor N applied once.
-    let weight = (settings.ggn_type == GgnType::Empirical).then_some(residual);
-    let error_scale_sq = match settings.error_scale {
-        ErrorScale::InvSqrtN => 1.0 / n as f64,
-        ErrorScale::One => 1.0,
-    };
-    lin.layers
-        .par_iter()
-        .enumerate()
-        .map(|(l, shape)| {
-            let (d_in, d_out) = (shape.d_in, shape.d_out);
-            let a = augmented_gram(&lin.inputs[l], d_in, rows, 1.0 / (n * rows) as f64);
-            let b = if settings.ggn_type == GgnType::ForwardOnly {
-                Mat::identity(d_out, d_out)
-            } else {
-                let value_rows_only =
-                    rows > 1 && l == 0 && settings.interior_b_rows == InteriorBRows::InputDependent;
-                // The kept rows of `G` (`N·S × d_out`): every row, or each
-                // point's value row (a stride, not a copy).
-                let g = &lin.output_grads[l];
-                let grads = if value_rows_only {
-                    every_point_row(g, d_out, rows, 0)
-                } else {
-                    MatRef::from_row_major_slice(g, n * rows, d_out)
-                };
-                let kept = grads.nrows();
-                match &weight {
-                    None => scaled_gram(grads, error_scale_sq),
-                    Some(residual) => {
-                        let per_row = if value_rows_only { 1 } else { rows };
-                        let weighted =
-                            Mat::from_fn(kept, d_out, |r, c| residual[r / per_row] * grads[(r, c)]);
-                        scaled_gram(weighted.as_ref(), error_scale_sq)
-                    }
-                }
-            };
-            KroneckerFactors { a, b }
+    kronecker_factors_of_terms(&[(lin, residual)], settings).remove(0)
+}
+
+/// `kronecker_factors` of several terms, with every term's and layer's Gram
+/// products formed together (`scaled_grams`, largest first).
+pub fn kronecker_factors_of_terms(
+    terms: &[(&Linearization, &[f64])],
+    settings: &KfacSettings,
+) -> Vec<Vec<KroneckerFactors>> {
+    let b_rows: Vec<Vec<Option<BRows<'_>>>> = terms
+        .iter()
+        .map(|&(lin, residual)| {
+            (0..lin.layers.len())
+                .map(|l| b_rows(lin, l, residual, settings))
+                .collect()
+        })
+        .collect();
+    // A's inner block `XᵀX`, then (unless B = I) B, for each term and layer.
+    let mut products = Vec::new();
+    for (&(lin, _), b_rows) in terms.iter().zip(&b_rows) {
+        for ((shape, x), b) in lin.layers.iter().zip(&lin.inputs).zip(b_rows) {
+            let x = MatRef::from_row_major_slice(x, x.len() / shape.d_in, shape.d_in);
+            products.push((x, a_scale(lin)));
+            if let Some(b) = b {
+                products.push((b.rows(), b_scale(lin, settings)));
+            }
+        }
+    }
+    let mut grams = scaled_grams(&products).into_iter();
+    terms
+        .iter()
+        .zip(&b_rows)
+        .map(|(&(lin, _), b_rows)| {
+            lin.layers
+                .iter()
+                .enumerate()
+                .map(|(l, shape)| {
+                    let inner = grams.next().expect("A's product");
+                    let a = augmented_gram(
+                        inner,
+                        &lin.inputs[l],
+                        shape.d_in,
+                        lin.rows_per_point,
+                        a_scale(lin),
+                    );
+                    let b = match b_rows[l] {
+                        Some(_) => grams.next().expect("B's product"),
+                        None => Mat::identity(shape.d_out, shape.d_out),
+                    };
+                    KroneckerFactors { a, b }
+                })
+                .collect()
         })
         .collect()
 }
 
+/// `A = (1/(N·S)) Σ ã ãᵀ`: the scale of every row's product.
+fn a_scale(lin: &Linearization) -> f64 {
+    1.0 / (lin.n_points * lin.rows_per_point) as f64
+}
+
+/// `B = c² Σ w_n² g gᵀ` with `e_n = w_n · c`, `w_n = r_n` (empirical) or 1
+/// (type-2), and `c = 1/√N` or 1: the two error scales differ by exactly
+/// the factor `N`, applied once.
+fn b_scale(lin: &Linearization, settings: &KfacSettings) -> f64 {
+    match settings.error_scale {
+        ErrorScale::InvSqrtN => 1.0 / lin.n_points as f64,
+        ErrorScale::One => 1.0,
+    }
+}
+
+/// The rows whose Gram product is `B` (before its scale).
+enum BRows<'a> {
+    /// The kept rows of `G`, read in place (every row, or each point's
+    /// value row through a stride).
+    InPlace(MatRef<'a, f64>),
+    /// Those rows times the empirical error's `r_n`: a copy.
+    Weighted(Mat<f64>),
+}
+
+impl BRows<'_> {
+    fn rows(&self) -> MatRef<'_, f64> {
+        match self {
+            Self::InPlace(rows) => *rows,
+            Self::Weighted(rows) => rows.as_ref(),
+        }
+    }
+}
+
+/// Layer `l`'s `B` rows, or `None` where `B = I` (forward-only).
+fn b_rows<'a>(
+    lin: &'a Linearization,
+    l: usize,
+    residual: &[f64],
+    settings: &KfacSettings,
+) -> Option<BRows<'a>> {
+    if settings.ggn_type == GgnType::ForwardOnly {
+        return None;
+    }
+    let (rows, d_out) = (lin.rows_per_point, lin.layers[l].d_out);
+    let value_rows_only =
+        rows > 1 && l == 0 && settings.interior_b_rows == InteriorBRows::InputDependent;
+    // The kept rows of `G` (`N·S × d_out`): every row, or each point's
+    // value row (a stride, not a copy).
+    let g = &lin.output_grads[l];
+    let grads = if value_rows_only {
+        every_point_row(g, d_out, rows, 0)
+    } else {
+        MatRef::from_row_major_slice(g, lin.n_points * rows, d_out)
+    };
+    Some(if settings.ggn_type == GgnType::Empirical {
+        let per_row = if value_rows_only { 1 } else { rows };
+        BRows::Weighted(Mat::from_fn(grads.nrows(), d_out, |r, c| {
+            residual[r / per_row] * grads[(r, c)]
+        }))
+    } else {
+        BRows::InPlace(grads)
+    })
+}
+
 /// `scale · ÃᵀÃ` for `Ã = [X | 1_v]`, `1_v` the indicator of the value rows
 /// (every `rows_per_point`-th row, from the first), by blocks and without
-/// forming `Ã`: `[[XᵀX, Xᵀ1_v], [1_vᵀX, N]]`, `X` row-major `· × d_in`.
-fn augmented_gram(x: &[f64], d_in: usize, rows_per_point: usize, scale: f64) -> Mat<f64> {
+/// forming `Ã`: `[[XᵀX, Xᵀ1_v], [1_vᵀX, N]]`, `X` row-major `· × d_in`,
+/// from `inner = scale · XᵀX`.
+fn augmented_gram(
+    inner: Mat<f64>,
+    x: &[f64],
+    d_in: usize,
+    rows_per_point: usize,
+    scale: f64,
+) -> Mat<f64> {
     let n_rows = x.len() / d_in;
-    let inner = scaled_gram(MatRef::from_row_major_slice(x, n_rows, d_in), scale);
     // Xᵀ1_v: the value rows added in order.
     let mut bias = vec![0.0; d_in];
     for value_row in x.chunks_exact(rows_per_point * d_in) {
@@ -230,14 +310,22 @@ pub fn both_terms(
     layers: &[LayerShape],
     settings: &KfacSettings,
 ) -> [TermCurvatures; 2] {
-    [
-        TermCurvatures {
-            exact: crate::gramian::layer_blocks(lin.jacobian_interior(), layers),
-            factors: kronecker_factors(&lin.interior, &lin.residual_interior, settings),
+    let jacobians = [lin.jacobian_interior(), lin.jacobian_boundary()];
+    let (exact, factors) = rayon::join(
+        || crate::gramian::layer_blocks_of_all(&jacobians, layers),
+        || {
+            kronecker_factors_of_terms(
+                &[
+                    (&lin.interior, &lin.residual_interior),
+                    (&lin.boundary, &lin.residual_boundary),
+                ],
+                settings,
+            )
         },
-        TermCurvatures {
-            exact: crate::gramian::layer_blocks(lin.jacobian_boundary(), layers),
-            factors: kronecker_factors(&lin.boundary, &lin.residual_boundary, settings),
-        },
-    ]
+    );
+    let mut terms = exact
+        .into_iter()
+        .zip(factors)
+        .map(|(exact, factors)| TermCurvatures { exact, factors });
+    [terms.next().unwrap(), terms.next().unwrap()]
 }
