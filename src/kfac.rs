@@ -155,9 +155,12 @@ impl Kfac {
             },
         );
         let (mut blocks, mut factors) = (blocks.into_iter(), factors.into_iter());
-        let fresh = exact.map(|is_exact| match is_exact {
-            true => FreshTerm::Exact(blocks.next().expect("an exact term's blocks")),
-            false => FreshTerm::Kronecker(factors.next().expect("a Kronecker term's factors")),
+        let fresh = exact.map(|is_exact| {
+            if is_exact {
+                FreshTerm::Exact(blocks.next().expect("an exact term's blocks"))
+            } else {
+                FreshTerm::Kronecker(factors.next().expect("a Kronecker term's factors"))
+            }
         });
         for (t, term) in fresh.into_iter().enumerate() {
             match term {
