@@ -180,6 +180,35 @@ pub fn bench(
     Ok((out, replay))
 }
 
+/// Which processor and how many threads the numbers come from: timings
+/// from one VM move with the processor it happens to run on, so a table
+/// without it cannot be compared with another.
+pub fn machine() -> String {
+    let processor = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| processor_from_cpuinfo(&text))
+        .unwrap_or_else(|| "processor unknown".to_string());
+    format!("{processor}, {} threads", rayon::current_num_threads())
+}
+
+/// `model name (family F, model M)` of the first processor in a Linux
+/// `/proc/cpuinfo`: the name alone does not tell a VM's processors apart
+/// (KVM reports "Intel(R) Xeon(R) Processor" for several generations).
+pub fn processor_from_cpuinfo(cpuinfo: &str) -> Option<String> {
+    let first = cpuinfo.split("\n\n").next()?;
+    let field = |key: &str| {
+        first.lines().find_map(|line| {
+            let (k, v) = line.split_once(':')?;
+            (k.trim() == key).then(|| v.trim().to_string())
+        })
+    };
+    let name = field("model name")?;
+    Some(match (field("cpu family"), field("model")) {
+        (Some(family), Some(model)) => format!("{name} (family {family}, model {model})"),
+        _ => name,
+    })
+}
+
 pub fn render(timings: &[Timing], replay: Option<Duration>) -> String {
     let ms = |d: Duration, steps: usize| d.as_secs_f64() * 1e3 / steps as f64;
     let mut out = format!(
@@ -214,6 +243,7 @@ pub fn render(timings: &[Timing], replay: Option<Duration>) -> String {
     out.push_str(
         "(process: whole-process wall time of the command; linearize … line search: ms per step)\n",
     );
+    out.push_str(&format!("measured on: {}\n", machine()));
     if let Some(d) = replay {
         out.push_str(&format!(
             "replay of the seed log, with the provenance search: {:.2} s\n",
@@ -221,4 +251,27 @@ pub fn render(timings: &[Timing], replay: Option<Duration>) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_processor_is_the_first_ones_name_family_and_model() {
+        let cpuinfo = "processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\n\
+                       model\t\t: 167\nmodel name\t: Intel(R) Xeon(R) Processor\n\n\
+                       processor\t: 1\ncpu family\t: 25\nmodel\t\t: 17\n\
+                       model name\t: AMD EPYC\n";
+        assert_eq!(
+            processor_from_cpuinfo(cpuinfo).as_deref(),
+            Some("Intel(R) Xeon(R) Processor (family 6, model 167)")
+        );
+        // Without family and model (some architectures): the name alone.
+        assert_eq!(
+            processor_from_cpuinfo("model name : Some CPU\n").as_deref(),
+            Some("Some CPU")
+        );
+        assert_eq!(processor_from_cpuinfo("processor : 0\n"), None);
+    }
 }

@@ -350,7 +350,8 @@ fn a_malformed_log_line_exits_2_naming_file_and_line() {
 }
 
 /// `bench` times every documented command as a whole process and splits each
-/// step into its four phases, which add up to no more than the step's wall time.
+/// step into its four phases, which add up to no more than the step's wall
+/// time, and says which processor and thread count it measured on.
 #[test]
 fn bench_reports_process_times_and_a_phase_split() {
     let o = kfac_check(&["bench", "--repeats", "1"]);
@@ -376,4 +377,11 @@ fn bench_reports_process_times_and_a_phase_split() {
         // Only the 100-step documented commands are run as whole processes.
         assert_eq!(*steps == "100", process.parse::<f64>().is_ok(), "{row}");
     }
+    // Timings are only comparable with the processor named.
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("measured on: ") && l.ends_with(" threads")),
+        "{table}"
+    );
 }
