@@ -3,7 +3,7 @@
 //! gelsd cutoff (per block for `per_layer`, elementwise for `diagonal`, with
 //! `δ_p = 0` where `C_pp + λ = 0`).
 
-use crate::gramian::{Approximation, diagonal, layer_blocks_of_all, scaled_grams};
+use crate::gramian::{Approximation, diagonal, gramians, layer_blocks_of_all};
 use crate::least_squares::solve_damped_psd;
 use crate::line_search::StepSize;
 use crate::mlp::{LayerShape, Mlp};
@@ -67,14 +67,12 @@ impl Engd {
     /// This step's `G_Ω + G_∂`, block by block.
     pub fn fresh_curvature(&self, lin: &LinearizedPinn) -> Vec<Mat<f64>> {
         // The two terms' Jacobians are formed side by side, then all their
-        // Gramian products together (`scaled_grams`).
+        // Gramian products together (`gramian::scaled_grams`).
         let (ji, jb) = rayon::join(|| lin.jacobian_interior(), || lin.jacobian_boundary());
         match self.config.approximation {
             Approximation::Full => {
                 let [gi, gb]: [Mat<f64>; 2] =
-                    scaled_grams(&[(ji, 1.0 / ji.nrows() as f64), (jb, 1.0 / jb.nrows() as f64)])
-                        .try_into()
-                        .expect("two products");
+                    gramians(&[ji, jb]).try_into().expect("two Jacobians");
                 vec![gi + gb]
             }
             Approximation::PerLayer => {

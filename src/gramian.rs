@@ -29,7 +29,19 @@ impl Approximation {
 
 /// `(1/N) JᵀJ` for an `N × P` Jacobian.
 pub fn gramian(jacobian: MatRef<'_, f64>) -> Mat<f64> {
-    scaled_gram(jacobian, 1.0 / jacobian.nrows() as f64)
+    gramians(&[jacobian]).remove(0)
+}
+
+/// `gramian` of each Jacobian, all formed together (`scaled_grams`).
+pub fn gramians(jacobians: &[MatRef<'_, f64>]) -> Vec<Mat<f64>> {
+    let products: Vec<(MatRef<'_, f64>, f64)> =
+        jacobians.iter().map(|&j| (j, over_points(j))).collect();
+    scaled_grams(&products)
+}
+
+/// `1/N`, a Jacobian's Gramian scale: the mean over its `N` points.
+fn over_points(jacobian: MatRef<'_, f64>) -> f64 {
+    1.0 / jacobian.nrows() as f64
 }
 
 /// `scale · XᵀX`, the Gramians here and the Kronecker factors.
@@ -113,7 +125,7 @@ pub fn layer_blocks_of_all(
         .flat_map(|j| {
             layers
                 .iter()
-                .map(|l| (j.subcols(l.offset, l.n_params()), 1.0 / j.nrows() as f64))
+                .map(|l| (j.subcols(l.offset, l.n_params()), over_points(*j)))
         })
         .collect();
     let mut blocks = scaled_grams(&products).into_iter();
